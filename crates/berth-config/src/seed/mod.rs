@@ -1,0 +1,618 @@
+//! The seed YAML: the "Seed Config Format" of the Docker Watcher plan (seed 002), extended.
+//! `seed.example.yaml` at the repository root documents every field.
+//!
+//! A seed is parsed whole and validated whole before anything is imported: the first problem
+//! found is reported with its line and the path of the field (`projects.web.stages.prod…`).
+//! [`Seed::to_yaml`] writes a configuration back in the same format (`berth export`).
+
+use berth_crypto::SecretString;
+use berth_domain::model::{
+    EnvValue, GlobalSettings, HealthCheck, NpmSettings, ProjectSpec, RegistryKind, RegistrySpec,
+    StageSpec, UpstreamMode, VolumeSpec, parse_memory, validate_env_key, validate_http_url,
+};
+use berth_domain::{ImageRef, ProjectName, StageName, TagPattern, subdomain};
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// A problem in a seed file: where, which field, what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{field}: {message}", line.map(|l| format!("line {l}, ")).unwrap_or_default())]
+pub struct SeedError {
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+/// A validated seed: what will be imported.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Seed {
+    pub global: GlobalSettings,
+    pub npm: Option<NpmSettings>,
+    pub registries: Vec<RegistrySpec>,
+    pub projects: Vec<ProjectSpec>,
+}
+
+// ----- the YAML shape -----
+
+fn expose<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(v.expose()),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    global: GlobalSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    npm: Option<NpmYaml>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    registries: BTreeMap<String, RegistryYaml>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    projects: BTreeMap<ProjectName, ProjectYaml>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct NpmYaml {
+    url: String,
+    email: String,
+    #[serde(
+        default,
+        serialize_with = "expose",
+        skip_serializing_if = "Option::is_none"
+    )]
+    password: Option<SecretString>,
+    #[serde(default)]
+    upstream: UpstreamMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    certificate_id: Option<u32>,
+    #[serde(default)]
+    websockets: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryYaml {
+    url: String,
+    #[serde(rename = "type", default = "generic")]
+    kind: RegistryKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    /// A token or password (the plan calls it `token`; `password` is accepted too).
+    #[serde(
+        default,
+        alias = "password",
+        serialize_with = "expose",
+        skip_serializing_if = "Option::is_none"
+    )]
+    token: Option<SecretString>,
+}
+
+fn generic() -> RegistryKind {
+    RegistryKind::Generic
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+enum HealthYaml {
+    Path(String),
+    Full(HealthCheck),
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+enum EnvYaml {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Full {
+        #[serde(serialize_with = "expose_some")]
+        value: SecretString,
+        #[serde(default)]
+        secret: bool,
+    },
+    /// A secret left out of an export: `{secret: true}` with no value.
+    Redacted {
+        secret: bool,
+    },
+}
+
+fn expose_some<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.expose())
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectYaml {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registry: Option<String>,
+    image: String,
+    port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<HealthYaml>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    env: BTreeMap<String, EnvYaml>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<VolumeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    stages: BTreeMap<StageName, StageYaml>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct StageYaml {
+    tag_pattern: TagPattern,
+    #[serde(default)]
+    auto_deploy: bool,
+    #[serde(default = "one")]
+    max_instances: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    promote_from: Option<StageName>,
+    #[serde(default)]
+    confirm: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subdomain: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    env: BTreeMap<String, EnvYaml>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+// ----- locating a field's line -----
+
+/// Finds the line of a nested mapping key (`["projects","web","stages"]`) by indentation.
+fn locate(text: &str, path: &[&str]) -> Option<usize> {
+    let mut depth = 0;
+    let mut min_indent = 0usize;
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        if depth == path.len() {
+            break;
+        }
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if depth > 0 && indent < min_indent {
+            break; // left the parent mapping
+        }
+        let key = trimmed
+            .trim_start_matches("- ")
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim();
+        let key = key.trim_matches(|c| c == '"' || c == '\'');
+        if key == path[depth] && trimmed.contains(':') {
+            found = Some(i + 1);
+            depth += 1;
+            min_indent = indent + 1;
+        }
+    }
+    found
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, path: &[&str], message: impl Into<String>) -> SeedError {
+        // Point at the deepest part of the path that can be found.
+        let line = (1..=path.len())
+            .rev()
+            .find_map(|n| locate(self.text, &path[..n]));
+        SeedError {
+            line,
+            field: path.join("."),
+            message: message.into(),
+        }
+    }
+}
+
+fn env_map(
+    ctx: &Ctx,
+    base: &[&str],
+    env: BTreeMap<String, EnvYaml>,
+) -> Result<BTreeMap<String, EnvValue>, SeedError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in env {
+        let mut path = base.to_vec();
+        path.push(&k);
+        validate_env_key(&k).map_err(|m| ctx.err(&path, m))?;
+        let value = match v {
+            EnvYaml::Text(s) => EnvValue::Plain(s),
+            EnvYaml::Int(n) => EnvValue::Plain(n.to_string()),
+            EnvYaml::Float(f) => EnvValue::Plain(f.to_string()),
+            EnvYaml::Bool(b) => EnvValue::Plain(b.to_string()),
+            EnvYaml::Full {
+                value,
+                secret: true,
+            } => EnvValue::Secret(value),
+            EnvYaml::Full {
+                value,
+                secret: false,
+            } => EnvValue::Plain(value.expose().to_string()),
+            EnvYaml::Redacted { .. } => {
+                return Err(ctx.err(
+                    &path,
+                    "a secret without a value (as `berth export` writes them): give `value:` or remove it",
+                ));
+            }
+        };
+        let len = match &value {
+            EnvValue::Plain(s) => s.len(),
+            EnvValue::Secret(s) => s.expose().len(),
+        };
+        if len > 32 * 1024 {
+            return Err(ctx.err(&path, "values are limited to 32 KiB"));
+        }
+        out.insert(k, value);
+    }
+    Ok(out)
+}
+
+/// Checks global settings; on failure names the field and the problem. The seed import and
+/// the settings API share it.
+pub fn validate_global(g: &GlobalSettings) -> Result<(), (&'static str, String)> {
+    if let Some(d) = &g.domain
+        && (d.is_empty()
+            || d.split('.')
+                .any(|l| subdomain::dns_label(l) != l.to_ascii_lowercase()))
+    {
+        return Err(("domain", format!("{d:?} is not a domain name")));
+    }
+    if !g.subdomain_pattern.contains("{project}") {
+        return Err((
+            "subdomain_pattern",
+            "must contain {project} (and usually {stage})".into(),
+        ));
+    }
+    if g.network.is_empty() || g.network.len() > 64 {
+        return Err(("network", "must be 1 to 64 characters".into()));
+    }
+    if let Some(u) = &g.notification_url {
+        validate_http_url("notification_url", u).map_err(|m| ("notification_url", m))?;
+    }
+    if g.poll_interval_secs < 10 {
+        return Err(("poll_interval_secs", "must be at least 10 seconds".into()));
+    }
+    for p in &g.image_allowlist {
+        if p.is_empty() || p.contains(char::is_whitespace) {
+            return Err((
+                "image_allowlist",
+                format!("{p:?} is not a pattern like ghcr.io/my-org/*"),
+            ));
+        }
+    }
+    if g.keep_releases > 50 {
+        return Err(("keep_releases", "must be at most 50".into()));
+    }
+    if g.drain_secs > 3600 || g.watch_secs > 86_400 {
+        return Err((
+            "drain_secs",
+            "drain_secs is at most 3600 and watch_secs at most 86400".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Seed {
+    /// Parses and validates a seed file's text. Nothing is partially accepted.
+    pub fn parse(text: &str) -> Result<Seed, SeedError> {
+        let ctx = Ctx { text };
+        let file: File = serde_norway::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let msg = e.to_string();
+            // serde_norway prefixes the path (`projects.web.port: invalid type…`) and appends
+            // the location; split them into our fields.
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            let (field, message) = match msg.split_once(": ") {
+                Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
+                _ => ("(document)".to_string(), msg),
+            };
+            SeedError {
+                line,
+                field,
+                message,
+            }
+        })?;
+        Self::from_file(&ctx, file)
+    }
+
+    fn from_file(ctx: &Ctx, file: File) -> Result<Seed, SeedError> {
+        let g = file.global;
+        validate_global(&g).map_err(|(field, m)| ctx.err(&["global", field], m))?;
+
+        let npm = match file.npm {
+            None => None,
+            Some(n) => {
+                validate_http_url("url", &n.url).map_err(|m| ctx.err(&["npm", "url"], m))?;
+                if !n.email.contains('@') {
+                    return Err(ctx.err(&["npm", "email"], "NPM logs in with an email address"));
+                }
+                Some(NpmSettings {
+                    url: n.url.trim_end_matches('/').to_string(),
+                    email: n.email,
+                    password: n.password,
+                    upstream: n.upstream,
+                    certificate_id: n.certificate_id,
+                    websockets: n.websockets,
+                })
+            }
+        };
+
+        let mut registries = Vec::new();
+        for (name, r) in file.registries {
+            let path = ["registries", name.as_str()];
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ctx.err(
+                    &path,
+                    "a registry name is 1 to 64 letters, digits, '-' or '_'",
+                ));
+            }
+            validate_http_url("url", &r.url)
+                .map_err(|m| ctx.err(&["registries", &name, "url"], m))?;
+            registries.push(RegistrySpec {
+                name,
+                kind: r.kind,
+                url: r.url.trim_end_matches('/').to_string(),
+                username: r.username,
+                secret: r.token,
+            });
+        }
+
+        let mut projects = Vec::new();
+        for (pname, p) in file.projects {
+            let pn = pname.as_str();
+            if let Some(reg) = &p.registry
+                && !registries.iter().any(|r| &r.name == reg)
+            {
+                return Err(ctx.err(
+                    &["projects", pn, "registry"],
+                    format!("no registry named {reg:?} under registries"),
+                ));
+            }
+            let image = ImageRef::parse(&p.image)
+                .map_err(|e| ctx.err(&["projects", pn, "image"], e.to_string()))?;
+            if image.tag.is_some() || image.digest.is_some() {
+                return Err(ctx.err(
+                    &["projects", pn, "image"],
+                    "give the repository without a tag or digest; stages pick tags by their tag_pattern",
+                ));
+            }
+            if p.port == 0 {
+                return Err(ctx.err(&["projects", pn, "port"], "must be 1 to 65535"));
+            }
+            let health = match p.healthcheck {
+                None => HealthCheck::Image,
+                Some(HealthYaml::Path(path)) => HealthCheck::http(&path),
+                Some(HealthYaml::Full(h)) => h,
+            };
+            health
+                .validate()
+                .map_err(|m| ctx.err(&["projects", pn, "healthcheck"], m))?;
+            let env = env_map(ctx, &["projects", pn, "env"], p.env)?;
+            for (i, v) in p.volumes.iter().enumerate() {
+                v.validate().map_err(|m| {
+                    ctx.err(
+                        &["projects", pn, "volumes"],
+                        format!("volume {}: {m}", i + 1),
+                    )
+                })?;
+            }
+            let memory_bytes = p
+                .memory
+                .as_deref()
+                .map(parse_memory)
+                .transpose()
+                .map_err(|m| ctx.err(&["projects", pn, "memory"], m))?;
+            if let Some(c) = p.cpus
+                && !(c > 0.0 && c <= 1024.0)
+            {
+                return Err(ctx.err(
+                    &["projects", pn, "cpus"],
+                    "must be more than 0 and at most 1024",
+                ));
+            }
+            if p.stages.is_empty() {
+                return Err(ctx.err(
+                    &["projects", pn, "stages"],
+                    "a project needs at least one stage",
+                ));
+            }
+            let stage_names: Vec<StageName> = p.stages.keys().cloned().collect();
+            let mut stages = Vec::new();
+            for (sname, s) in p.stages {
+                let sn = sname.as_str();
+                let spath = ["projects", pn, "stages", sn];
+                if !(1..=50).contains(&s.max_instances) {
+                    return Err(ctx.err(
+                        &[&spath[..], &["max_instances"]].concat(),
+                        "must be 1 to 50",
+                    ));
+                }
+                if let Some(from) = &s.promote_from {
+                    if from == &sname {
+                        return Err(ctx.err(
+                            &[&spath[..], &["promote_from"]].concat(),
+                            "a stage cannot promote from itself",
+                        ));
+                    }
+                    if !stage_names.contains(from) {
+                        return Err(ctx.err(
+                            &[&spath[..], &["promote_from"]].concat(),
+                            format!("project {pn} has no stage {from}"),
+                        ));
+                    }
+                }
+                if let Some(sub) = &s.subdomain
+                    && (subdomain::dns_label(sub) != *sub)
+                {
+                    return Err(ctx.err(
+                        &[&spath[..], &["subdomain"]].concat(),
+                        format!("{sub:?} is not one DNS label (lowercase letters, digits, '-'; at most 63)"),
+                    ));
+                }
+                let env = env_map(ctx, &[&spath[..], &["env"]].concat(), s.env)?;
+                stages.push(StageSpec {
+                    name: sname,
+                    tag_pattern: s.tag_pattern,
+                    auto_deploy: s.auto_deploy,
+                    max_instances: s.max_instances,
+                    promote_from: s.promote_from,
+                    confirm: s.confirm,
+                    subdomain: s.subdomain,
+                    env,
+                });
+            }
+            projects.push(ProjectSpec {
+                name: pname,
+                registry: p.registry,
+                image,
+                port: p.port,
+                health,
+                env,
+                volumes: p.volumes,
+                memory_bytes,
+                cpus: p.cpus,
+                labels: p.labels,
+                stages,
+            });
+        }
+        Ok(Seed {
+            global: g,
+            npm,
+            registries,
+            projects,
+        })
+    }
+
+    /// Writes the configuration as seed YAML. Secrets are left out (secret env values become
+    /// `{secret: true}`) unless `include_secrets` says otherwise.
+    pub fn to_yaml(&self, include_secrets: IncludeSecrets) -> String {
+        let keep = |s: &Option<SecretString>| match include_secrets {
+            IncludeSecrets::Yes => s.clone(),
+            IncludeSecrets::No => None,
+        };
+        let env = |m: &BTreeMap<String, EnvValue>| {
+            m.iter()
+                .map(|(k, v)| {
+                    let y = match (v, include_secrets) {
+                        (EnvValue::Plain(s), _) => EnvYaml::Text(s.clone()),
+                        (EnvValue::Secret(s), IncludeSecrets::Yes) => EnvYaml::Full {
+                            value: s.clone(),
+                            secret: true,
+                        },
+                        (EnvValue::Secret(_), IncludeSecrets::No) => {
+                            EnvYaml::Redacted { secret: true }
+                        }
+                    };
+                    (k.clone(), y)
+                })
+                .collect()
+        };
+        let file = File {
+            global: self.global.clone(),
+            npm: self.npm.as_ref().map(|n| NpmYaml {
+                url: n.url.clone(),
+                email: n.email.clone(),
+                password: keep(&n.password),
+                upstream: n.upstream,
+                certificate_id: n.certificate_id,
+                websockets: n.websockets,
+            }),
+            registries: self
+                .registries
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        RegistryYaml {
+                            url: r.url.clone(),
+                            kind: r.kind,
+                            username: r.username.clone(),
+                            token: keep(&r.secret),
+                        },
+                    )
+                })
+                .collect(),
+            projects: self
+                .projects
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        ProjectYaml {
+                            registry: p.registry.clone(),
+                            image: p.image.name(),
+                            port: p.port,
+                            healthcheck: Some(HealthYaml::Full(p.health.clone())),
+                            env: env(&p.env),
+                            volumes: p.volumes.clone(),
+                            memory: p.memory_bytes.map(|b| format!("{}m", b >> 20)),
+                            cpus: p.cpus,
+                            labels: p.labels.clone(),
+                            stages: p
+                                .stages
+                                .iter()
+                                .map(|s| {
+                                    (
+                                        s.name.clone(),
+                                        StageYaml {
+                                            tag_pattern: s.tag_pattern.clone(),
+                                            auto_deploy: s.auto_deploy,
+                                            max_instances: s.max_instances,
+                                            promote_from: s.promote_from.clone(),
+                                            confirm: s.confirm,
+                                            subdomain: s.subdomain.clone(),
+                                            env: env(&s.env),
+                                        },
+                                    )
+                                })
+                                .collect(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let body = serde_norway::to_string(&file).expect("serialising plain data cannot fail");
+        let head = match include_secrets {
+            IncludeSecrets::No => {
+                "# berth configuration export. Secrets are left out: secret env values show as\n# `{secret: true}`, credentials are omitted. Add them before importing this file.\n"
+            }
+            IncludeSecrets::Yes => {
+                "# berth configuration export, WITH SECRETS IN PLAIN TEXT. Store it like a password.\n"
+            }
+        };
+        format!("{head}{body}")
+    }
+}
+
+/// Whether an export carries secrets in plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeSecrets {
+    No,
+    Yes,
+}
+
+#[cfg(test)]
+mod tests;

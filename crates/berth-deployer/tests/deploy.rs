@@ -1,0 +1,570 @@
+//! The deployer against real parts: the test engine and registry, the NPM double, and the
+//! real nginx it configures. Traffic goes through nginx, as users' would.
+
+use berth_config::seed::Seed;
+use berth_crypto::{Keyring, SecretString};
+use berth_deployer::{DeployRequest, Deployer, Options};
+use berth_domain::deploy::Trigger;
+use berth_domain::model::{NpmSettings, UpstreamMode};
+use berth_domain::ports::ContainerEngine;
+use berth_npm_double::{Config, Double, NginxConfig};
+use berth_store::{SecretUpdate, Store};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+struct World {
+    deployer: Arc<Deployer>,
+    store: Store,
+    engine: Arc<berth_docker::DockerEngine>,
+    nginx_port: String,
+    domain: String,
+    hosts_dir: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn env() -> Option<BTreeMap<String, String>> {
+    let vars: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BERTH_TEST_"))
+        .collect();
+    if vars.contains_key("BERTH_TEST_DOCKER_HOST") {
+        return Some(vars);
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "the test environment is not up: run scripts/testenv up"
+    );
+    eprintln!("skipped: no test environment");
+    None
+}
+
+/// A store with one project `name` (stage `dev`: any tag, blue-green), NPM pointing at a
+/// fresh double that drives the test nginx, short drain and watch windows.
+async fn world(env: &BTreeMap<String, String>, name: &str, watch_secs: u64) -> World {
+    world_with(env, name, watch_secs, "").await
+}
+
+/// `world`, with more stages (YAML at the stages' indentation) after `dev`.
+async fn world_with(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    watch_secs: u64,
+    stages: &str,
+) -> World {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let domain = format!("{name}.berth-e2e.test");
+    let seed = format!(
+        "global:\n  domain: {domain}\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: {watch_secs}\n  keep_releases: 2\n\
+         projects:\n  {name}:\n    image: {image}\n    port: 8080\n    healthcheck: {{type: image}}\n    env: {{GREETING: hi}}\n    stages:\n      dev:\n        tag_pattern: '*'\n        auto_deploy: true\n{stages}",
+        image = env["BERTH_TEST_IMAGE"],
+    );
+    let store = Store::open(
+        &format!("sqlite://{}/b.db", dir.path().display()),
+        Keyring::for_tests(),
+    )
+    .await
+    .unwrap();
+    store
+        .initialize(Some(&Seed::parse(&seed).unwrap()), None)
+        .await
+        .unwrap();
+
+    let prefix = std::path::PathBuf::from(&env["BERTH_TEST_NGINX_PREFIX"]);
+    // Server blocks an earlier, interrupted run left for the same domains would shadow ours.
+    for stale in std::fs::read_dir(prefix.join("proxy_host"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if stale
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{name}-"))
+        {
+            let _ = std::fs::remove_dir_all(stale.path());
+        }
+    }
+    let hosts_dir = berth_npm_double::hosts_dir(&prefix, &format!("{name}-{}", std::process::id()));
+    let nginx_port = env["BERTH_TEST_NGINX_PORT"].clone();
+    let nginx_hosts = hosts_dir.clone();
+    let nginx = NginxConfig {
+        bin: "nginx".into(),
+        conf: env["BERTH_TEST_NGINX_CONF"].clone().into(),
+        lock: prefix.join("proxy_host.lock"),
+        listen: format!("127.0.0.1:{nginx_port}"),
+        hosts_dir,
+        prefix,
+    };
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let npm_url = format!("http://{}", l.local_addr().unwrap());
+    let double = Double::new(Config {
+        nginx: Some(nginx),
+        initial_admin: Some(("berth@e2e.test".into(), "npm-pw".into())),
+        ..Default::default()
+    });
+    tokio::spawn(berth_npm_double::serve(l, double, std::future::pending()));
+    let npm = NpmSettings {
+        url: npm_url,
+        email: "berth@e2e.test".into(),
+        password: None,
+        upstream: UpstreamMode::HostPort,
+        certificate_id: None,
+        websockets: false,
+    };
+    store
+        .set_npm_settings(&npm, SecretUpdate::Replace(SecretString::new("npm-pw")))
+        .await
+        .unwrap();
+
+    let engine = berth_docker::DockerEngine::new(Some(env["BERTH_TEST_DOCKER_HOST"].clone()));
+    assert!(engine.connect().await.is_connected());
+    let options = Options {
+        stop_grace: Duration::from_secs(2),
+        watch_every: Duration::from_millis(500),
+    };
+    let deployer = Deployer::new(
+        store.clone(),
+        engine.clone(),
+        Arc::new(berth_npm::NpmConnector),
+        options,
+    );
+    World {
+        deployer,
+        store,
+        engine,
+        nginx_port,
+        domain: format!("stage-dev-{name}.{domain}"),
+        hosts_dir: nginx_hosts,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn deploy(&self, project: &str, tag: &str) -> String {
+        self.deployer
+            .submit(DeployRequest {
+                project: project.into(),
+                stage: "dev".into(),
+                tag: tag.into(),
+                trigger: Trigger::Manual,
+                actor: "test".into(),
+                digest: None,
+                confirmed: false,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn finished(&self, id: &str) -> berth_store::DeployRecord {
+        let end = Instant::now() + Duration::from_secs(120);
+        loop {
+            let d = self.store.deploy(id).await.unwrap();
+            if d.finished_at.is_some() {
+                return d;
+            }
+            assert!(Instant::now() < end, "deploy {id} did not finish: {d:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn served(&self) -> String {
+        let c = reqwest::Client::new();
+        match c
+            .get(format!("http://127.0.0.1:{}/version", self.nginx_port))
+            .header("host", &self.domain)
+            .send()
+            .await
+        {
+            Ok(r) => format!(
+                "{} {}",
+                r.status().as_u16(),
+                r.text().await.unwrap_or_default().trim()
+            ),
+            Err(e) => format!("error {e}"),
+        }
+    }
+
+    async fn containers(&self, project: &str) -> Vec<berth_domain::ports::ContainerSummary> {
+        self.engine
+            .list_managed()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.labels.get("berth.project").map(String::as_str) == Some(project))
+            .collect()
+    }
+
+    async fn cleanup(&self, project: &str) {
+        for c in self.containers(project).await {
+            let _ = self.engine.remove(&c.id).await;
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.hosts_dir);
+    }
+}
+
+/// What a steady load saw.
+struct LoadResult {
+    sent: u64,
+    failed: u64,
+    errors: Vec<String>,
+}
+
+/// GETs through nginx at a steady rate, until stopped (bounded: at most `max` requests).
+struct Load {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<LoadResult>,
+}
+
+impl Load {
+    fn start(port: String, domain: String, per_sec: u64, max: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = tokio::spawn(async move {
+            let c = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut r = LoadResult {
+                sent: 0,
+                failed: 0,
+                errors: Vec::new(),
+            };
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_sec));
+            while !flag.load(Ordering::Relaxed) && r.sent < max {
+                tick.tick().await;
+                r.sent += 1;
+                match c
+                    .get(format!("http://127.0.0.1:{port}/version"))
+                    .header("host", &domain)
+                    .send()
+                    .await
+                {
+                    Ok(res) if res.status() == 200 => {}
+                    Ok(res) => {
+                        r.failed += 1;
+                        r.errors.push(format!("status {}", res.status()));
+                    }
+                    Err(e) => {
+                        r.failed += 1;
+                        r.errors.push(e.to_string());
+                    }
+                }
+            }
+            r
+        });
+        Load { stop, handle }
+    }
+
+    async fn finish(self) -> LoadResult {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blue_green_swaps_without_dropping_a_request_and_keeps_the_old_release() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "bluegreen", 2).await;
+    w.cleanup("bluegreen").await;
+
+    let d1 = w.deploy("bluegreen", "v1").await;
+    let r1 = w.finished(&d1).await;
+    assert_eq!(
+        r1.state,
+        "succeeded",
+        "{r1:?}\nlogs: {:?}",
+        w.store.deploy_logs(&d1, 0).await.unwrap()
+    );
+    assert!(r1.digest.as_deref().unwrap_or("").starts_with("sha256:"));
+    assert_eq!(w.served().await, "200 v1");
+    let steps: Vec<String> = w
+        .store
+        .deploy_steps(&d1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| format!("{}:{}", s.step, s.state))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "resolving:done",
+            "pulling:done",
+            "starting:done",
+            "health_checking:done",
+            "switching:done",
+            "draining:done",
+            "watching:done"
+        ]
+    );
+
+    // v2 under a steady 100 requests/s through nginx: not one may fail.
+    let load = Load::start(w.nginx_port.clone(), w.domain.clone(), 100, 6000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d2 = w.deploy("bluegreen", "v2").await;
+    let r2 = w.finished(&d2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let LoadResult {
+        sent,
+        failed,
+        errors,
+    } = load.finish().await;
+    assert_eq!(r2.state, "succeeded", "{r2:?}");
+    assert_eq!(w.served().await, "200 v2");
+    assert!(sent > 100, "too little traffic to mean anything: {sent}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during the swap: {errors:?}"
+    );
+
+    // The old release is kept, stopped, for rollback.
+    let live = w.containers("bluegreen").await;
+    let tags: Vec<(String, String)> = live
+        .iter()
+        .map(|c| (c.labels["berth.tag"].clone(), c.state.clone()))
+        .collect();
+    assert!(tags.contains(&("v1".into(), "exited".into())), "{tags:?}");
+    assert!(tags.contains(&("v2".into(), "running".into())), "{tags:?}");
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    w.cleanup("bluegreen").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unhealthy_version_never_replaces_the_live_one() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "unhealthy", 1).await;
+    w.cleanup("unhealthy").await;
+    let ok = w.deploy("unhealthy", "v2").await;
+    assert_eq!(w.finished(&ok).await.state, "succeeded");
+    let bad = w.deploy("unhealthy", "unhealthy").await;
+    let r = w.finished(&bad).await;
+    assert_eq!(r.state, "failed", "{r:?}");
+    assert!(r.error.as_deref().unwrap().contains("unhealthy"), "{r:?}");
+    assert_eq!(
+        w.served().await,
+        "200 v2",
+        "the live version must keep serving"
+    );
+    let tags: Vec<String> = w
+        .containers("unhealthy")
+        .await
+        .iter()
+        .map(|c| c.labels["berth.tag"].clone())
+        .collect();
+    assert_eq!(tags, ["v2"], "the failed container must be removed");
+    w.cleanup("unhealthy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_that_turns_unhealthy_while_watched_is_rolled_back() {
+    let Some(env) = env() else { return };
+    // flaky reports healthy, then unhealthy after 8 s: inside a 20 s watch window.
+    let w = world(&env, "watched", 20).await;
+    w.cleanup("watched").await;
+    let ok = w.deploy("watched", "v3").await;
+    // The first deploy has nothing to fall back on; keep its watch short by waiting it out.
+    assert_eq!(w.finished(&ok).await.state, "succeeded");
+    let flaky = w.deploy("watched", "flaky").await;
+    let r = w.finished(&flaky).await;
+    assert_eq!(
+        r.state,
+        "rolled_back",
+        "{r:?}\n{:?}",
+        w.store.deploy_logs(&flaky, 0).await.unwrap()
+    );
+    assert!(
+        r.error.as_deref().unwrap().starts_with("watching:"),
+        "{r:?}"
+    );
+    let served = w.served().await;
+    assert_eq!(
+        served,
+        "200 v3",
+        "traffic must be back on the previous version\n{:?}",
+        w.store.deploy_logs(&flaky, 0).await.unwrap()
+    );
+    let running: Vec<String> = w
+        .containers("watched")
+        .await
+        .iter()
+        .filter(|c| c.state == "running")
+        .map(|c| c.labels["berth.tag"].clone())
+        .collect();
+    assert_eq!(running, ["v3"]);
+    w.cleanup("watched").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_pushes_runs_one_at_a_time_and_ends_with_the_newest() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "burst", 1).await;
+    w.cleanup("burst").await;
+    let first = w.deploy("burst", "v1").await;
+    let mut ids = vec![first];
+    for tag in ["v2", "v3", "v4", "v2", "v3", "v4"] {
+        ids.push(w.deploy("burst", tag).await);
+    }
+    let mut states = Vec::new();
+    for id in &ids {
+        let r = w.finished(id).await;
+        if r.state == "failed" {
+            eprintln!("{r:?}\n{:?}", w.store.deploy_logs(id, 0).await.unwrap());
+        }
+        states.push(r.state);
+    }
+    assert_eq!(
+        states.first().map(String::as_str),
+        Some("succeeded"),
+        "{states:?}"
+    );
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("succeeded"),
+        "{states:?}"
+    );
+    assert!(
+        states[1..states.len() - 1]
+            .iter()
+            .all(|s| s == "superseded"),
+        "{states:?}"
+    );
+    assert_eq!(w.served().await, "200 v4");
+    let running = w
+        .containers("burst")
+        .await
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .count();
+    assert_eq!(running, 1, "one live container per blue-green stage");
+    w.cleanup("burst").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciliation_removes_orphans() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "orphans", 1).await;
+    w.cleanup("orphans").await;
+    let d = w.deploy("orphans", "v1").await;
+    assert_eq!(w.finished(&d).await.state, "succeeded");
+    // A container with berth's labels but no instance record: what a crash between `run`
+    // and the record could leave.
+    let project = w
+        .store
+        .project_for_deploy("orphans")
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    let global = w.store.global_settings().await.unwrap();
+    let plan = berth_domain::plan::ContainerPlan::new(
+        &project,
+        &project.stages[0],
+        &global,
+        &berth_domain::plan::Target {
+            tag: "v1",
+            digest: None,
+            deploy_id: "lost",
+            instance_id: "no-such-instance",
+        },
+    );
+    let orphan = w
+        .engine
+        .run(&plan, berth_domain::ports::Publish::No)
+        .await
+        .unwrap();
+    w.deployer.reconcile().await.unwrap();
+    assert!(
+        w.engine.inspect(&orphan).await.is_err(),
+        "the orphan must be gone"
+    );
+    assert_eq!(
+        w.served().await,
+        "200 v1",
+        "and the live instance untouched"
+    );
+    w.cleanup("orphans").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn promotion_takes_only_what_is_live_upstream_and_rollback_restores_a_kept_release() {
+    let Some(env) = env() else { return };
+    let prod = "      prod:\n        tag_pattern: 'v*'\n        promote_from: dev\n        confirm: true\n        subdomain: promoted\n";
+    let w = world_with(&env, "promo", 1, prod).await;
+    w.cleanup("promo").await;
+    let d1 = w.deploy("promo", "v1").await;
+    let dev_v1 = w.finished(&d1).await;
+    assert_eq!(dev_v1.state, "succeeded");
+
+    let req = |tag: &str, confirmed: bool| DeployRequest {
+        project: "promo".into(),
+        stage: "prod".into(),
+        tag: tag.into(),
+        trigger: Trigger::Promote,
+        actor: "test".into(),
+        digest: None,
+        confirmed,
+    };
+    let e = w.deployer.submit(req("v2", true)).await.unwrap_err();
+    assert!(e.to_string().contains("only takes tags live in dev"), "{e}");
+    let e = w.deployer.submit(req("v1", false)).await.unwrap_err();
+    assert!(e.to_string().contains("confirmation"), "{e}");
+    let p = w.deployer.submit(req("v1", true)).await.unwrap();
+    let promoted = w.finished(&p).await;
+    assert_eq!(promoted.state, "succeeded", "{promoted:?}");
+    assert_eq!(
+        promoted.digest, dev_v1.digest,
+        "prod runs exactly the image dev runs"
+    );
+    let c = reqwest::Client::new();
+    let prod_served = c
+        .get(format!("http://127.0.0.1:{}/version", w.nginx_port))
+        .header("host", "promoted.promo.berth-e2e.test")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(prod_served.trim(), "v1");
+
+    // dev moves on to v2; v1 is kept; a rollback by digest brings v1 back.
+    let d2 = w.deploy("promo", "v2").await;
+    assert_eq!(w.finished(&d2).await.state, "succeeded");
+    assert_eq!(w.served().await, "200 v2");
+    let (_, dev_id) = w.store.stage_ids("promo", "dev").await.unwrap().unwrap();
+    let kept = w
+        .store
+        .stage_instances(dev_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.status == "kept")
+        .expect("v1 kept");
+    assert_eq!(kept.tag, "v1");
+    let rb = w
+        .deployer
+        .submit(DeployRequest {
+            project: "promo".into(),
+            stage: "dev".into(),
+            tag: kept.tag.clone(),
+            trigger: Trigger::Rollback,
+            actor: "test".into(),
+            digest: kept.digest.clone(),
+            confirmed: true,
+        })
+        .await
+        .unwrap();
+    let r = w.finished(&rb).await;
+    assert_eq!(r.state, "succeeded", "{r:?}");
+    assert_eq!(r.digest, kept.digest);
+    assert_eq!(w.served().await, "200 v1");
+    w.cleanup("promo").await;
+}

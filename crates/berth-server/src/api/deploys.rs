@@ -1,0 +1,350 @@
+//! Deploys: the secret webhook, manual deploys, history with steps and logs, instances.
+
+use crate::AppState;
+use crate::auth::{ClientAddr, CurrentUser};
+use crate::error::{ApiError, ApiResult, Json, Path, Query};
+use axum::extract::State;
+use axum::http::StatusCode;
+use berth_deployer::{DeployRequest, SubmitError};
+use berth_domain::ImageRef;
+use berth_domain::deploy::Trigger;
+use berth_store::{DeployRecord, InstanceRecord, LogLine, StepRecord};
+use serde::{Deserialize, Serialize};
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::UnknownProject(_) | SubmitError::UnknownStage(..) => {
+            ApiError::NotFound(e.to_string())
+        }
+        SubmitError::NeedsConfirmation(_) | SubmitError::NotInSource { .. } => {
+            ApiError::Conflict(e.to_string())
+        }
+        SubmitError::TagMismatch { .. } | SubmitError::BadTag(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
+        SubmitError::Store(s) => s.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    image: String,
+}
+
+#[derive(Serialize)]
+pub struct Queued {
+    stage: String,
+    deploy: String,
+}
+
+#[derive(Serialize)]
+pub struct Skipped {
+    stage: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+pub struct WebhookAnswer {
+    project: String,
+    tag: String,
+    deploys: Vec<Queued>,
+    skipped: Vec<Skipped>,
+}
+
+/// `POST /api/webhook/{secret}` with `{"image": "registry/org/app:tag"}`.
+pub async fn webhook(
+    State(st): State<AppState>,
+    Path(secret): Path<String>,
+    ClientAddr(addr): ClientAddr,
+    Json(body): Json<WebhookBody>,
+) -> ApiResult<(StatusCode, Json<WebhookAnswer>)> {
+    let expected = st.store.webhook_secret().await?;
+    if !berth_crypto::constant_time_eq(secret.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::NotFound("no webhook has this secret".into()));
+    }
+    let image = ImageRef::parse(&body.image).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let tag = image
+        .tag
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest(format!("image {:?} names no tag", body.image)))?;
+    let projects = st
+        .store
+        .export_seed(berth_config::seed::IncludeSecrets::No)
+        .await?
+        .projects;
+    let Some(project) = projects.iter().find(|p| p.image.name() == image.name()) else {
+        st.store
+            .audit(
+                "webhook",
+                "webhook.rejected",
+                Some(&image.to_string()),
+                Some(&addr),
+                Some(serde_json::json!({"reason": "no project for this image"})),
+            )
+            .await?;
+        return Err(ApiError::NotFound(format!(
+            "no project deploys {}; add one (or allow-list it) first",
+            image.name()
+        )));
+    };
+    let mut answer = WebhookAnswer {
+        project: project.name.to_string(),
+        tag: tag.clone(),
+        deploys: vec![],
+        skipped: vec![],
+    };
+    for stage in &project.stages {
+        let name = stage.name.to_string();
+        if !stage.tag_pattern.matches(&tag) {
+            answer.skipped.push(Skipped {
+                stage: name,
+                reason: format!("tag does not match {}", stage.tag_pattern),
+            });
+        } else if !stage.auto_deploy {
+            answer.skipped.push(Skipped {
+                stage: name,
+                reason: "auto_deploy is off: deploy it from the dashboard".into(),
+            });
+        } else if stage.promote_from.is_some() || stage.confirm {
+            answer.skipped.push(Skipped {
+                stage: name,
+                reason: "this stage deploys only by promotion or with confirmation".into(),
+            });
+        } else {
+            let req = DeployRequest {
+                project: project.name.to_string(),
+                stage: name.clone(),
+                tag: tag.clone(),
+                trigger: Trigger::Webhook,
+                actor: "webhook".into(),
+                digest: None,
+                confirmed: false,
+            };
+            let id = st.deployer.submit(req).await.map_err(submit_error)?;
+            answer.deploys.push(Queued {
+                stage: name,
+                deploy: id,
+            });
+        }
+    }
+    st.store
+        .audit(
+            "webhook",
+            "webhook.accepted",
+            Some(&image.to_string()),
+            Some(&addr),
+            Some(serde_json::json!({"deploys": answer.deploys.len()})),
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+#[derive(Serialize)]
+pub struct WebhookUrl {
+    /// The path to POST to (prefix it with berth's public URL).
+    path: String,
+}
+
+pub async fn webhook_url(State(st): State<AppState>) -> ApiResult<Json<WebhookUrl>> {
+    Ok(Json(WebhookUrl {
+        path: format!("/api/webhook/{}", st.store.webhook_secret().await?),
+    }))
+}
+
+pub async fn regenerate_webhook(
+    State(st): State<AppState>,
+    me: CurrentUser,
+    ClientAddr(addr): ClientAddr,
+) -> ApiResult<Json<WebhookUrl>> {
+    let s = st.store.regenerate_webhook_secret().await?;
+    st.store
+        .audit(
+            &me.user.username,
+            "webhook.regenerated",
+            None,
+            Some(&addr),
+            None,
+        )
+        .await?;
+    Ok(Json(WebhookUrl {
+        path: format!("/api/webhook/{s}"),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualDeploy {
+    tag: String,
+    /// Required for stages with `confirm: true`.
+    #[serde(default)]
+    confirm: bool,
+}
+
+#[derive(Serialize)]
+pub struct DeployId {
+    deploy: String,
+}
+
+/// `POST /api/projects/{project}/stages/{stage}/deploys` with `{"tag": …}`.
+pub async fn manual(
+    State(st): State<AppState>,
+    me: CurrentUser,
+    ClientAddr(addr): ClientAddr,
+    Path((project, stage)): Path<(String, String)>,
+    Json(body): Json<ManualDeploy>,
+) -> ApiResult<(StatusCode, Json<DeployId>)> {
+    let req = DeployRequest {
+        project: project.clone(),
+        stage: stage.clone(),
+        tag: body.tag.clone(),
+        trigger: Trigger::Manual,
+        actor: me.user.username.clone(),
+        digest: None,
+        confirmed: body.confirm,
+    };
+    let id = st.deployer.submit(req).await.map_err(submit_error)?;
+    st.store
+        .audit(
+            &me.user.username,
+            "deploy.requested",
+            Some(&format!("{project}/{stage}:{}", body.tag)),
+            Some(&addr),
+            Some(serde_json::json!({"deploy": id})),
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(DeployId { deploy: id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    project: Option<String>,
+    #[serde(default = "fifty")]
+    limit: i64,
+}
+
+fn fifty() -> i64 {
+    50
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<DeployRecord>>> {
+    Ok(Json(
+        st.store.list_deploys(q.project.as_deref(), q.limit).await?,
+    ))
+}
+
+#[derive(Serialize)]
+pub struct DeployDetail {
+    #[serde(flatten)]
+    deploy: DeployRecord,
+    steps: Vec<StepRecord>,
+}
+
+fn valid_id(id: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| ApiError::NotFound(format!("no deploy {id}")))
+}
+
+pub async fn get(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeployDetail>> {
+    valid_id(&id)?;
+    let deploy = st.store.deploy(&id).await?;
+    let steps = st.store.deploy_steps(&id).await?;
+    Ok(Json(DeployDetail { deploy, steps }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    #[serde(default)]
+    after: i64,
+}
+
+pub async fn logs(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Json<Vec<LogLine>>> {
+    valid_id(&id)?;
+    st.store.deploy(&id).await?;
+    Ok(Json(st.store.deploy_logs(&id, q.after).await?))
+}
+
+pub async fn instances(
+    State(st): State<AppState>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<InstanceRecord>>> {
+    let (_, sid) = st
+        .store
+        .stage_ids(&project, &stage)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("project {project} has no stage {stage}")))?;
+    Ok(Json(st.store.stage_instances(sid).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// The kept release to go back to; the newest kept one when left out.
+    instance: Option<String>,
+}
+
+/// `POST /api/projects/{project}/stages/{stage}/rollback`: redeploys a kept release, pinned to
+/// its digest, through the same health-gated swap.
+pub async fn rollback(
+    State(st): State<AppState>,
+    me: CurrentUser,
+    ClientAddr(addr): ClientAddr,
+    Path((project, stage)): Path<(String, String)>,
+    Json(body): Json<RollbackBody>,
+) -> ApiResult<(StatusCode, Json<DeployId>)> {
+    let (_, sid) = st
+        .store
+        .stage_ids(&project, &stage)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("project {project} has no stage {stage}")))?;
+    let kept: Vec<InstanceRecord> = st
+        .store
+        .stage_instances(sid)
+        .await?
+        .into_iter()
+        .filter(|i| i.status == "kept")
+        .collect();
+    let target = match &body.instance {
+        Some(id) => kept.iter().find(|i| &i.id == id).ok_or_else(|| {
+            ApiError::NotFound(format!("no kept release {id} in {project}/{stage}"))
+        })?,
+        None => kept.first().ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "{project}/{stage} has no kept release to roll back to"
+            ))
+        })?,
+    };
+    let req = DeployRequest {
+        project: project.clone(),
+        stage: stage.clone(),
+        tag: target.tag.clone(),
+        trigger: Trigger::Rollback,
+        actor: me.user.username.clone(),
+        digest: target.digest.clone(),
+        confirmed: true,
+    };
+    let id = st.deployer.submit(req).await.map_err(submit_error)?;
+    st.store
+        .audit(
+            &me.user.username,
+            "deploy.rollback",
+            Some(&format!("{project}/{stage}:{}", target.tag)),
+            Some(&addr),
+            Some(serde_json::json!({"deploy": id, "digest": target.digest})),
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(DeployId { deploy: id })))
+}

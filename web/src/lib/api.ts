@@ -1,0 +1,125 @@
+// The typed client for berth's API. Every error arrives as berth's envelope
+// ({"error": {"status", "code", "message"}}) and is thrown as an ApiError whose message is
+// the server's own words, ready to show.
+
+export type Role = 'viewer' | 'deployer' | 'admin';
+
+export interface User {
+  id: number;
+  username: string;
+  role: Role;
+  disabled: boolean;
+  created_at: string;
+}
+
+export type EngineStatus =
+  | { status: 'connecting' }
+  | { status: 'connected'; engine_version: string; api_version: string; os: string }
+  | { status: 'unavailable'; error: string };
+
+export interface Health {
+  status: 'ok' | 'degraded' | 'unavailable';
+  version: string;
+  database: { status: string; error?: string };
+  engine: EngineStatus;
+}
+
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  image: string;
+  state: string;
+  status: string;
+  created: number;
+  labels: Record<string, string>;
+}
+
+export interface StageSummary {
+  name: string;
+  tag_pattern: string;
+  auto_deploy: boolean;
+  max_instances: number;
+  promote_from: string | null;
+  confirm: boolean;
+}
+
+export interface ProjectSummary {
+  id: number;
+  name: string;
+  image: string;
+  port: number;
+  stages: StageSummary[];
+}
+
+export interface GlobalSettings {
+  domain: string | null;
+  server_ip: string | null;
+  network: string;
+  subdomain_pattern: string;
+  notification_url: string | null;
+  poll_interval_secs: number;
+  image_allowlist: string[];
+  keep_releases: number;
+  drain_secs: number;
+  watch_secs: number;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** Turns a failed response's status and body into an ApiError with a readable message. */
+export function errorFrom(status: number, statusText: string, body: string): ApiError {
+  try {
+    const v = JSON.parse(body) as { error?: { status?: number; code?: string; message?: string } };
+    if (v.error && typeof v.error.message === 'string') {
+      return new ApiError(status, v.error.code ?? 'error', v.error.message);
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  if (status === 0) return new ApiError(0, 'network', 'berth cannot be reached; check that it is running');
+  return new ApiError(status, 'error', `${status} ${statusText || 'error'}`.trim());
+}
+
+type Fetch = typeof fetch;
+
+export function client(f: Fetch = (...a) => fetch(...a)) {
+  async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await f(path, {
+        method,
+        credentials: 'same-origin',
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      throw errorFrom(0, '', '');
+    }
+    if (!res.ok) throw errorFrom(res.status, res.statusText, await res.text());
+    if (res.status === 204) return undefined as T;
+    return (await res.json()) as T;
+  }
+  return {
+    health: () => request<Health>('GET', '/api/health'),
+    login: (username: string, password: string) =>
+      request<{ user: User; expires_at: string }>('POST', '/api/auth/login', { username, password }),
+    logout: () => request<void>('POST', '/api/auth/logout'),
+    me: () => request<{ user: User; via: string }>('GET', '/api/auth/me'),
+    changePassword: (current_password: string, new_password: string) =>
+      request<void>('PUT', '/api/auth/password', { current_password, new_password }),
+    containers: () => request<ContainerSummary[]>('GET', '/api/containers'),
+    projects: () => request<ProjectSummary[]>('GET', '/api/projects'),
+    settings: () => request<GlobalSettings>('GET', '/api/settings'),
+  };
+}
+
+export const api = client();

@@ -1,0 +1,185 @@
+// Browser test of the embedded UI: starts the real berth binary (BERTH_BIN) against the test
+// engine (BERTH_TEST_DOCKER_HOST), drives Debian's Chromium with playwright-core, and saves a
+// screenshot of each screen in light and dark into SCREENSHOT_DIR. Prints "N passed, M failed".
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.BERTH_BIN ?? resolve('../target/debug/berth');
+const CHROMIUM = process.env.BERTH_TEST_CHROMIUM ?? '/usr/bin/chromium';
+const DOCKER_HOST = process.env.BERTH_TEST_DOCKER_HOST;
+const SHOTS = resolve(process.env.SCREENSHOT_DIR ?? '../target/screenshots');
+const PASSWORD = 'browser-test-password';
+
+if (!DOCKER_HOST) {
+  console.error('BERTH_TEST_DOCKER_HOST is not set: run scripts/testenv up first (scripts/test does)');
+  process.exit(1);
+}
+
+function startBerth() {
+  const data = mkdtempSync(join(tmpdir(), 'berth-browser-'));
+  const child = spawn(BIN, ['serve'], {
+    cwd: data,
+    env: {
+      PATH: process.env.PATH,
+      BERTH_DATA_DIR: data,
+      BERTH_LISTEN: '127.0.0.1:0',
+      BERTH_LOG_FORMAT: 'json',
+      BERTH_ADMIN_PASSWORD: PASSWORD,
+      DOCKER_HOST,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const log = [];
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`berth did not start:\n${log.join('\n')}`)), 30000);
+    let buf = '';
+    child.stderr.on('data', (chunk) => {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        log.push(line);
+        try {
+          const v = JSON.parse(line);
+          if (v.listen) {
+            clearTimeout(timer);
+            ok({ url: `http://${v.listen}`, child, data, log });
+          }
+        } catch {
+          // not JSON (the first-start banner)
+        }
+      }
+    });
+    child.on('exit', (code) => fail(new Error(`berth exited with ${code}:\n${log.join('\n')}`)));
+  });
+}
+
+const results = [];
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}: ${e.message}`);
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+const berth = await startBerth();
+rmSync(SHOTS, { recursive: true, force: true });
+mkdirSync(SHOTS, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const consoleErrors = [];
+try {
+  for (const scheme of ['light', 'dark']) {
+    const context = await browser.newContext({ colorScheme: scheme, viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+    page.on('pageerror', (e) => consoleErrors.push(e.message));
+    const shot = (name) => page.screenshot({ path: join(SHOTS, `${name}-${scheme}.png`), fullPage: true });
+
+    await step(`[${scheme}] a deep link shows the login page`, async () => {
+      await page.goto(`${berth.url}/projects`);
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor({ timeout: 10000 });
+      assert((await page.getAttribute('html', 'data-theme')) === scheme, 'theme does not follow the system');
+      await page.getByTestId('login-engine').getByText(/Engine \d/).waitFor({ timeout: 10000 });
+      await shot('login');
+    });
+
+    await step(`[${scheme}] a wrong password shows the server's message`, async () => {
+      await page.getByLabel('Username').fill('admin');
+      await page.getByLabel('Password').fill('not the password');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      assert((await alert.textContent()).includes('invalid username or password'), await alert.textContent());
+      await shot('login-error');
+    });
+
+    await step(`[${scheme}] logging in shows the shell with the engine status`, async () => {
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('navigation', { name: 'Main' }).waitFor();
+      for (const link of ['Dashboard', 'Projects', 'Deploys', 'Settings']) {
+        await page.getByRole('link', { name: link, exact: true }).waitFor();
+      }
+      assert((await page.getByTestId('who').textContent()).includes('admin'), 'who is logged in is not shown');
+      await page.getByTestId('engine-status').getByText(/Engine \d+\.\d+/).waitFor({ timeout: 10000 });
+      // The deep link survived the login.
+      await page.getByRole('heading', { name: 'Projects', level: 1 }).waitFor();
+      await shot('projects');
+    });
+
+    await step(`[${scheme}] navigation and reload keep the page`, async () => {
+      await page.getByRole('link', { name: 'Dashboard', exact: true }).click();
+      await page.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
+      assert(new URL(page.url()).pathname === '/', page.url());
+      await page.getByTestId('containers').or(page.getByText('The engine has no containers.')).waitFor();
+      await shot('dashboard');
+      await page.getByRole('link', { name: 'Settings', exact: true }).click();
+      await page.getByRole('heading', { name: 'Global' }).waitFor();
+      await page.reload();
+      await page.getByRole('heading', { name: 'Settings', level: 1 }).waitFor();
+      await page.getByText('stage-{stage}-{project}').waitFor();
+      await shot('settings');
+      await page.getByRole('link', { name: 'Deploys', exact: true }).click();
+      await page.getByText('No deploys recorded yet').waitFor();
+      await shot('deploys');
+    });
+
+    await step(`[${scheme}] the theme toggle switches and is remembered`, async () => {
+      const other = scheme === 'light' ? 'dark' : 'light';
+      await page.getByRole('button', { name: `Switch to ${other} theme` }).click();
+      assert((await page.getAttribute('html', 'data-theme')) === other, 'theme did not switch');
+      await page.reload();
+      await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
+      assert((await page.getAttribute('html', 'data-theme')) === other, 'theme not remembered');
+      await page.evaluate(() => localStorage.removeItem('berth.theme'));
+    });
+
+    await step(`[${scheme}] a phone-sized screen keeps every control reachable`, async () => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.reload();
+      await page.getByRole('button', { name: 'Log out' }).waitFor();
+      const box = await page.getByRole('button', { name: 'Log out' }).boundingBox();
+      assert(box && box.x + box.width <= 390, `log out is off screen: ${JSON.stringify(box)}`);
+      await shot('phone');
+      await page.setViewportSize({ width: 1280, height: 800 });
+    });
+
+    await step(`[${scheme}] logging out returns to the login page and ends the session`, async () => {
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+      const res = await page.request.get(`${berth.url}/api/auth/me`);
+      assert(res.status() === 401, `session still alive: ${res.status()}`);
+    });
+    await context.close();
+  }
+  await step('no errors in the browser console', async () => {
+    // 401s from /api/auth/me before login are expected network answers, not script errors.
+    const real = consoleErrors.filter((e) => !e.includes('401'));
+    assert(real.length === 0, real.join('\n'));
+  });
+} finally {
+  await browser.close();
+  berth.child.kill('SIGTERM');
+  rmSync(berth.data, { recursive: true, force: true });
+}
+
+const failed = results.filter((r) => !r.ok).length;
+console.log(`screenshots: ${SHOTS}`);
+console.log(`${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
