@@ -122,6 +122,8 @@ struct Ctx {
     global: GlobalSettings,
     npm: Option<NpmSettings>,
     auth: Option<RegistryAuth>,
+    /// This installation's id, for the `berth.owner` label.
+    owner: String,
 }
 
 impl Deployer {
@@ -370,12 +372,18 @@ impl Deployer {
                 password,
             })
         });
+        let owner = self
+            .store
+            .installation_id()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Ctx {
             project,
             stage,
             global,
             npm,
             auth,
+            owner,
         })
     }
 
@@ -528,6 +536,7 @@ impl Deployer {
                 digest: digest.as_deref(),
                 deploy_id: &d.id,
                 instance_id: &instance_id,
+                owner: &ctx.owner,
             },
         );
         let subdomain = if ctx.stage.max_instances > 1 {
@@ -1003,14 +1012,21 @@ impl Deployer {
         }
     }
 
+    /// Removes this installation's containers that no instance record knows (left by a crash
+    /// between starting a container and recording it). Containers of another installation on
+    /// the same engine carry another `berth.owner` and are never touched.
     async fn remove_orphans(&self) {
-        let (Ok(known), Ok(list)) = (
+        let (Ok(owner), Ok(known), Ok(list)) = (
+            self.store.installation_id().await,
             self.store.known_instance_ids().await,
             self.engine.list_managed().await,
         ) else {
             return;
         };
-        for c in list {
+        for c in list
+            .into_iter()
+            .filter(|c| c.labels.get(labels::OWNER) == Some(&owner))
+        {
             match c.labels.get(labels::INSTANCE) {
                 Some(i) if known.contains(i) => {}
                 _ => {

@@ -464,27 +464,41 @@ async fn reconciliation_removes_orphans() {
         .unwrap()
         .0;
     let global = w.store.global_settings().await.unwrap();
-    let plan = berth_domain::plan::ContainerPlan::new(
-        &project,
-        &project.stages[0],
-        &global,
-        &berth_domain::plan::Target {
-            tag: "v1",
-            digest: None,
-            deploy_id: "lost",
-            instance_id: "no-such-instance",
-        },
-    );
-    let orphan = w
-        .engine
-        .run(&plan, berth_domain::ports::Publish::No)
-        .await
-        .unwrap();
+    let owner = w.store.installation_id().await.unwrap();
+    let start = |instance_id: &'static str, owner: String| {
+        let plan = berth_domain::plan::ContainerPlan::new(
+            &project,
+            &project.stages[0],
+            &global,
+            &berth_domain::plan::Target {
+                tag: "v1",
+                digest: None,
+                deploy_id: "lost",
+                instance_id,
+                owner: &owner,
+            },
+        );
+        let engine = w.engine.clone();
+        async move {
+            engine
+                .run(&plan, berth_domain::ports::Publish::No)
+                .await
+                .unwrap()
+        }
+    };
+    let orphan = start("no-such-instance", owner).await;
+    // Another installation sharing the engine: its containers are none of ours.
+    let foreign = start("someone-elses", "ffffffffffffffff".into()).await;
     w.deployer.reconcile().await.unwrap();
     assert!(
         w.engine.inspect(&orphan).await.is_err(),
         "the orphan must be gone"
     );
+    assert!(
+        w.engine.inspect(&foreign).await.is_ok(),
+        "another installation's container must be left alone"
+    );
+    w.engine.remove(&foreign).await.unwrap();
     assert_eq!(
         w.served().await,
         "200 v1",

@@ -151,6 +151,7 @@ async fn pull_run_inspect_and_remove_a_plan() {
             digest: Some(&digest),
             deploy_id: "deploy-1",
             instance_id: &instance,
+            owner: "test",
         },
     );
     let id = e.run(&plan, Publish::Loopback).await.unwrap();
@@ -245,6 +246,7 @@ async fn an_unhealthy_image_reports_unhealthy() {
             digest: None,
             deploy_id: "d",
             instance_id: &instance,
+            owner: "test",
         },
     );
     let id = e.run(&plan, Publish::No).await.unwrap();

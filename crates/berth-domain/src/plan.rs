@@ -15,6 +15,8 @@ pub mod labels {
     pub const DIGEST: &str = "berth.digest";
     pub const INSTANCE: &str = "berth.instance";
     pub const MANAGED: &str = "berth.managed";
+    /// The installation that started the container: berth only ever removes its own.
+    pub const OWNER: &str = "berth.owner";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct Target<'a> {
     pub digest: Option<&'a str>,
     pub deploy_id: &'a str,
     pub instance_id: &'a str,
+    /// The installation id (`berth.owner`).
+    pub owner: &'a str,
 }
 
 impl ContainerPlan {
@@ -92,6 +96,7 @@ impl ContainerPlan {
             (labels::TAG, t.tag),
             (labels::INSTANCE, t.instance_id),
             (labels::MANAGED, "true"),
+            (labels::OWNER, t.owner),
         ] {
             labels.insert(k.to_string(), v.to_string());
         }
@@ -237,6 +242,7 @@ mod tests {
             digest: Some(&digest),
             deploy_id: "dep-1",
             instance_id: "0192f1c2-aaaa-bbbb-cccc-1234567890ab",
+            owner: "0011223344556677",
         };
         let plan = ContainerPlan::new(&project(), &stage("dev", None), &g, &t);
         assert_eq!(plan.name, "berth-web-app-launcher-dev-v1-2-0-7890ab");
@@ -258,6 +264,7 @@ mod tests {
             ("berth.deploy", "dep-1"),
             ("berth.tag", "v1.2.0"),
             ("berth.managed", "true"),
+            ("berth.owner", "0011223344556677"),
             ("com.example.team", "web"),
         ] {
             assert_eq!(plan.labels[k], v, "{k}");
@@ -281,6 +288,7 @@ mod tests {
             digest: None,
             deploy_id: "d",
             instance_id: "i1",
+            owner: "o",
         };
         let plan = ContainerPlan::new(&project(), &stage("dev", None), &g, &t);
         assert_eq!(

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 pub(crate) const GLOBAL: &str = "global";
 pub(crate) const INITIALIZED: &str = "initialized_at";
 const WEBHOOK_SECRET: &str = "webhook_secret";
+const INSTALLATION: &str = "installation_id";
 
 impl Store {
     pub(crate) async fn get_setting<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
@@ -69,6 +70,30 @@ impl Store {
         Ok(secret)
     }
 
+    /// This installation's id, made once and kept: it labels every container berth starts
+    /// (`berth.owner`), so two installations sharing one engine never touch each other's.
+    pub async fn installation_id(&self) -> Result<String> {
+        use std::fmt::Write;
+        let bytes = berth_crypto::random_bytes::<8>();
+        let id = bytes.iter().fold(String::with_capacity(16), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        // Insert-if-absent, then read: concurrent first calls agree on one id.
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(INSTALLATION)
+        .bind(serde_json::to_string(&id).expect("string serialises"))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        self.get_setting(INSTALLATION)
+            .await?
+            .ok_or_else(|| StoreError::Malformed("installation id vanished".into()))
+    }
+
     /// When berth finished its first start (seed import, first admin), if it has.
     pub async fn initialized_at(&self) -> Result<Option<String>> {
         self.get_setting(INITIALIZED).await
@@ -99,5 +124,18 @@ mod tests {
         let b = s.regenerate_webhook_secret().await.unwrap();
         assert_ne!(a, b);
         assert_eq!(s.webhook_secret().await.unwrap(), b);
+    }
+
+    #[tokio::test]
+    async fn installation_id_is_made_once_and_differs_between_stores() {
+        let s = test_store().await;
+        let (a, b) = tokio::join!(s.installation_id(), s.installation_id());
+        let a = a.unwrap();
+        assert_eq!(a, b.unwrap(), "concurrent first calls agree");
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(s.installation_id().await.unwrap(), a);
+        let other = test_store().await;
+        assert_ne!(other.installation_id().await.unwrap(), a);
     }
 }
