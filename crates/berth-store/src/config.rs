@@ -169,91 +169,12 @@ impl Store {
                 .as_ref()
                 .and_then(|n| registry_ids.get(n))
                 .copied();
-            let (pid,): (i64,) = sqlx::query_as(
-                "INSERT INTO projects (name, registry_id, image, port, health, memory_bytes, cpus, labels, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(p.name.as_str())
-            .bind(registry_id)
-            .bind(p.image.name())
-            .bind(p.port as i64)
-            .bind(serde_json::to_string(&p.health).expect("health serialises"))
-            .bind(p.memory_bytes.map(|b| b as i64))
-            .bind(p.cpus)
-            .bind(serde_json::to_string(&p.labels).expect("labels serialise"))
-            .bind(&t)
-            .bind(&t)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    StoreError::Conflict(format!("a project named {} already exists", p.name))
-                }
-                _ => e.into(),
-            })?;
-            self.insert_env(conn, pid, None, &p.env).await?;
-            for (i, v) in p.volumes.iter().enumerate() {
-                sqlx::query("INSERT INTO volumes (project_id, position, source, target, mode, read_only) VALUES (?, ?, ?, ?, ?, ?)")
-                    .bind(pid)
-                    .bind(i as i64)
-                    .bind(&v.source)
-                    .bind(&v.target)
-                    .bind(v.mode.as_str())
-                    .bind(v.read_only)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            for s in &p.stages {
-                let (sid,): (i64,) = sqlx::query_as(
-                    "INSERT INTO stages (project_id, name, tag_pattern, auto_deploy, max_instances, promote_from, confirm, subdomain, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(pid)
-                .bind(s.name.as_str())
-                .bind(s.tag_pattern.as_str())
-                .bind(s.auto_deploy)
-                .bind(s.max_instances as i64)
-                .bind(s.promote_from.as_ref().map(|n| n.as_str()))
-                .bind(s.confirm)
-                .bind(&s.subdomain)
-                .bind(&t)
-                .bind(&t)
-                .fetch_one(&mut *conn)
-                .await?;
-                self.insert_env(conn, pid, Some(sid), &s.env).await?;
-            }
+            self.insert_project(conn, p, registry_id).await?;
         }
         Ok(())
     }
 
-    async fn insert_env(
-        &self,
-        conn: &mut SqliteConnection,
-        project_id: i64,
-        stage_id: Option<i64>,
-        env: &BTreeMap<String, EnvValue>,
-    ) -> Result<()> {
-        for (k, v) in env {
-            let (value, secret_id) = match v {
-                EnvValue::Plain(s) => (Some(s.clone()), None),
-                EnvValue::Secret(s) => (
-                    None,
-                    Some(self.insert_secret(conn, &format!("env:{k}"), s).await?),
-                ),
-            };
-            sqlx::query("INSERT INTO env_vars (project_id, stage_id, key, value, secret_id) VALUES (?, ?, ?, ?, ?)")
-                .bind(project_id)
-                .bind(stage_id)
-                .bind(k)
-                .bind(value)
-                .bind(secret_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn load_env(
+    pub(crate) async fn load_env(
         &self,
         conn: &mut SqliteConnection,
         project_id: i64,

@@ -18,6 +18,7 @@ use std::time::Duration;
 mod audit;
 mod config;
 mod deploys;
+mod projects;
 mod secrets;
 mod sessions;
 mod settings;
@@ -39,6 +40,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request contradicts what is stored (e.g. keep a secret that was never set).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Open(#[from] berth_crypto::OpenError),
     #[error("database error: {0}")]

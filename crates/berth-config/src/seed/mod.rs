@@ -227,6 +227,7 @@ fn env_map(
     ctx: &Ctx,
     base: &[&str],
     env: BTreeMap<String, EnvYaml>,
+    redacted: Redacted,
 ) -> Result<BTreeMap<String, EnvValue>, SeedError> {
     let mut out = BTreeMap::new();
     for (k, v) in env {
@@ -241,11 +242,19 @@ fn env_map(
             EnvYaml::Full {
                 value,
                 secret: true,
-            } => EnvValue::Secret(value),
+            } => {
+                if value.expose().is_empty() {
+                    return Err(ctx.err(&path, "a secret needs a value"));
+                }
+                EnvValue::Secret(value)
+            }
             EnvYaml::Full {
                 value,
                 secret: false,
             } => EnvValue::Plain(value.expose().to_string()),
+            EnvYaml::Redacted { secret: true } if redacted == Redacted::Keep => {
+                EnvValue::Secret(SecretString::default())
+            }
             EnvYaml::Redacted { .. } => {
                 return Err(ctx.err(
                     &path,
@@ -263,6 +272,256 @@ fn env_map(
         out.insert(k, value);
     }
     Ok(out)
+}
+
+/// What a secret env value without a value (`{secret: true}`, as exports and the API show
+/// them) means where it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redacted {
+    /// A seed file: an error, there is nothing to keep.
+    Refuse,
+    /// An API update: keep the stored value, marked as an empty [`SecretString`].
+    Keep,
+}
+
+fn at<'a>(base: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    [base, rest].concat()
+}
+
+/// Validates one project entry (`base` is its path, for error messages).
+fn project_from_yaml(
+    ctx: &Ctx,
+    base: &[&str],
+    name: ProjectName,
+    p: ProjectYaml,
+    registries: &[&str],
+    redacted: Redacted,
+) -> Result<ProjectSpec, SeedError> {
+    if let Some(reg) = &p.registry
+        && !registries.contains(&reg.as_str())
+    {
+        return Err(ctx.err(
+            &at(base, &["registry"]),
+            format!("no registry named {reg:?}"),
+        ));
+    }
+    let image =
+        ImageRef::parse(&p.image).map_err(|e| ctx.err(&at(base, &["image"]), e.to_string()))?;
+    if image.tag.is_some() || image.digest.is_some() {
+        return Err(ctx.err(
+            &at(base, &["image"]),
+            "give the repository without a tag or digest; stages pick tags by their tag_pattern",
+        ));
+    }
+    if p.port == 0 {
+        return Err(ctx.err(&at(base, &["port"]), "must be 1 to 65535"));
+    }
+    let health = match p.healthcheck {
+        None => HealthCheck::Image,
+        Some(HealthYaml::Path(path)) => HealthCheck::http(&path),
+        Some(HealthYaml::Full(h)) => h,
+    };
+    health
+        .validate()
+        .map_err(|m| ctx.err(&at(base, &["healthcheck"]), m))?;
+    let env = env_map(ctx, &at(base, &["env"]), p.env, redacted)?;
+    for (i, v) in p.volumes.iter().enumerate() {
+        v.validate()
+            .map_err(|m| ctx.err(&at(base, &["volumes"]), format!("volume {}: {m}", i + 1)))?;
+    }
+    let memory_bytes = p
+        .memory
+        .as_deref()
+        .map(parse_memory)
+        .transpose()
+        .map_err(|m| ctx.err(&at(base, &["memory"]), m))?;
+    if let Some(c) = p.cpus
+        && !(c > 0.0 && c <= 1024.0)
+    {
+        return Err(ctx.err(&at(base, &["cpus"]), "must be more than 0 and at most 1024"));
+    }
+    if p.labels.keys().any(|k| k.starts_with("berth.")) {
+        return Err(ctx.err(
+            &at(base, &["labels"]),
+            "labels starting with \"berth.\" are berth's own",
+        ));
+    }
+    if p.stages.is_empty() {
+        return Err(ctx.err(&at(base, &["stages"]), "a project needs at least one stage"));
+    }
+    let stage_names: Vec<StageName> = p.stages.keys().cloned().collect();
+    let mut stages = Vec::new();
+    for (sname, s) in p.stages {
+        let spath = at(base, &["stages", sname.as_str()]);
+        if !(1..=50).contains(&s.max_instances) {
+            return Err(ctx.err(&at(&spath, &["max_instances"]), "must be 1 to 50"));
+        }
+        if let Some(from) = &s.promote_from {
+            if from == &sname {
+                return Err(ctx.err(
+                    &at(&spath, &["promote_from"]),
+                    "a stage cannot promote from itself",
+                ));
+            }
+            if !stage_names.contains(from) {
+                return Err(ctx.err(
+                    &at(&spath, &["promote_from"]),
+                    format!("project {name} has no stage {from}"),
+                ));
+            }
+        }
+        if let Some(sub) = &s.subdomain
+            && (subdomain::dns_label(sub) != *sub)
+        {
+            return Err(ctx.err(
+                &at(&spath, &["subdomain"]),
+                format!(
+                    "{sub:?} is not one DNS label (lowercase letters, digits, '-'; at most 63)"
+                ),
+            ));
+        }
+        let env = env_map(ctx, &at(&spath, &["env"]), s.env, redacted)?;
+        stages.push(StageSpec {
+            name: sname,
+            tag_pattern: s.tag_pattern,
+            auto_deploy: s.auto_deploy,
+            max_instances: s.max_instances,
+            promote_from: s.promote_from,
+            confirm: s.confirm,
+            subdomain: s.subdomain,
+            env,
+        });
+    }
+    Ok(ProjectSpec {
+        name,
+        registry: p.registry,
+        image,
+        port: p.port,
+        health,
+        env,
+        volumes: p.volumes,
+        memory_bytes,
+        cpus: p.cpus,
+        labels: p.labels,
+        stages,
+    })
+}
+
+fn env_to_yaml(
+    m: &BTreeMap<String, EnvValue>,
+    include: IncludeSecrets,
+) -> BTreeMap<String, EnvYaml> {
+    m.iter()
+        .map(|(k, v)| {
+            let y = match (v, include) {
+                (EnvValue::Plain(s), _) => EnvYaml::Text(s.clone()),
+                (EnvValue::Secret(s), IncludeSecrets::Yes) => EnvYaml::Full {
+                    value: s.clone(),
+                    secret: true,
+                },
+                (EnvValue::Secret(_), IncludeSecrets::No) => EnvYaml::Redacted { secret: true },
+            };
+            (k.clone(), y)
+        })
+        .collect()
+}
+
+fn project_to_yaml(p: &ProjectSpec, include: IncludeSecrets) -> ProjectYaml {
+    ProjectYaml {
+        registry: p.registry.clone(),
+        image: p.image.name(),
+        port: p.port,
+        healthcheck: Some(HealthYaml::Full(p.health.clone())),
+        env: env_to_yaml(&p.env, include),
+        volumes: p.volumes.clone(),
+        memory: p.memory_bytes.map(format_memory),
+        cpus: p.cpus,
+        labels: p.labels.clone(),
+        stages: p
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    StageYaml {
+                        tag_pattern: s.tag_pattern.clone(),
+                        auto_deploy: s.auto_deploy,
+                        max_instances: s.max_instances,
+                        promote_from: s.promote_from.clone(),
+                        confirm: s.confirm,
+                        subdomain: s.subdomain.clone(),
+                        env: env_to_yaml(&s.env, include),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Memory in the largest unit that states it exactly (`512m`, `2g`, `1536k`, or bytes).
+fn format_memory(b: u64) -> String {
+    for (shift, unit) in [(30, "g"), (20, "m"), (10, "k")] {
+        if b >= 1 << shift && b % (1 << shift) == 0 {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    b.to_string()
+}
+
+/// The API's shape of a project: the seed's `projects.<name>` entry as JSON, plus `name`.
+/// Secret env values show as `{"secret": true}`.
+pub fn project_to_json(p: &ProjectSpec) -> serde_json::Value {
+    let mut v = serde_json::to_value(project_to_yaml(p, IncludeSecrets::No))
+        .expect("plain data serialises");
+    v.as_object_mut()
+        .expect("a project is an object")
+        .insert("name".into(), p.name.as_str().into());
+    v
+}
+
+/// Reads a project sent to the API (the shape of [`project_to_json`]), validated like a seed
+/// entry. `registries` are the names a project may refer to. A secret env value given as
+/// `{"secret": true}` without a value means "keep the stored one": it comes back as an empty
+/// [`SecretString`], which the store resolves. Errors name the field (`stages.prod.max_instances`).
+pub fn project_from_json(
+    value: serde_json::Value,
+    registries: &[&str],
+) -> Result<ProjectSpec, SeedError> {
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(SeedError {
+            line: None,
+            field: "(body)".into(),
+            message: "a project is a JSON object".into(),
+        });
+    };
+    let name = match map.remove("name") {
+        Some(serde_json::Value::String(n)) => ProjectName::parse(&n).map_err(|e| SeedError {
+            line: None,
+            field: "name".into(),
+            message: e.to_string(),
+        })?,
+        _ => {
+            return Err(SeedError {
+                line: None,
+                field: "name".into(),
+                message: "required: the project's name".into(),
+            });
+        }
+    };
+    let yaml: ProjectYaml =
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| SeedError {
+            line: None,
+            field: "(body)".into(),
+            message: e.to_string(),
+        })?;
+    project_from_yaml(
+        &Ctx { text: "" },
+        &[],
+        name,
+        yaml,
+        registries,
+        Redacted::Keep,
+    )
 }
 
 /// Checks global settings; on failure names the field and the problem. The seed import and
@@ -380,123 +639,17 @@ impl Seed {
             });
         }
 
+        let registry_names: Vec<&str> = registries.iter().map(|r| r.name.as_str()).collect();
         let mut projects = Vec::new();
         for (pname, p) in file.projects {
-            let pn = pname.as_str();
-            if let Some(reg) = &p.registry
-                && !registries.iter().any(|r| &r.name == reg)
-            {
-                return Err(ctx.err(
-                    &["projects", pn, "registry"],
-                    format!("no registry named {reg:?} under registries"),
-                ));
-            }
-            let image = ImageRef::parse(&p.image)
-                .map_err(|e| ctx.err(&["projects", pn, "image"], e.to_string()))?;
-            if image.tag.is_some() || image.digest.is_some() {
-                return Err(ctx.err(
-                    &["projects", pn, "image"],
-                    "give the repository without a tag or digest; stages pick tags by their tag_pattern",
-                ));
-            }
-            if p.port == 0 {
-                return Err(ctx.err(&["projects", pn, "port"], "must be 1 to 65535"));
-            }
-            let health = match p.healthcheck {
-                None => HealthCheck::Image,
-                Some(HealthYaml::Path(path)) => HealthCheck::http(&path),
-                Some(HealthYaml::Full(h)) => h,
-            };
-            health
-                .validate()
-                .map_err(|m| ctx.err(&["projects", pn, "healthcheck"], m))?;
-            let env = env_map(ctx, &["projects", pn, "env"], p.env)?;
-            for (i, v) in p.volumes.iter().enumerate() {
-                v.validate().map_err(|m| {
-                    ctx.err(
-                        &["projects", pn, "volumes"],
-                        format!("volume {}: {m}", i + 1),
-                    )
-                })?;
-            }
-            let memory_bytes = p
-                .memory
-                .as_deref()
-                .map(parse_memory)
-                .transpose()
-                .map_err(|m| ctx.err(&["projects", pn, "memory"], m))?;
-            if let Some(c) = p.cpus
-                && !(c > 0.0 && c <= 1024.0)
-            {
-                return Err(ctx.err(
-                    &["projects", pn, "cpus"],
-                    "must be more than 0 and at most 1024",
-                ));
-            }
-            if p.stages.is_empty() {
-                return Err(ctx.err(
-                    &["projects", pn, "stages"],
-                    "a project needs at least one stage",
-                ));
-            }
-            let stage_names: Vec<StageName> = p.stages.keys().cloned().collect();
-            let mut stages = Vec::new();
-            for (sname, s) in p.stages {
-                let sn = sname.as_str();
-                let spath = ["projects", pn, "stages", sn];
-                if !(1..=50).contains(&s.max_instances) {
-                    return Err(ctx.err(
-                        &[&spath[..], &["max_instances"]].concat(),
-                        "must be 1 to 50",
-                    ));
-                }
-                if let Some(from) = &s.promote_from {
-                    if from == &sname {
-                        return Err(ctx.err(
-                            &[&spath[..], &["promote_from"]].concat(),
-                            "a stage cannot promote from itself",
-                        ));
-                    }
-                    if !stage_names.contains(from) {
-                        return Err(ctx.err(
-                            &[&spath[..], &["promote_from"]].concat(),
-                            format!("project {pn} has no stage {from}"),
-                        ));
-                    }
-                }
-                if let Some(sub) = &s.subdomain
-                    && (subdomain::dns_label(sub) != *sub)
-                {
-                    return Err(ctx.err(
-                        &[&spath[..], &["subdomain"]].concat(),
-                        format!("{sub:?} is not one DNS label (lowercase letters, digits, '-'; at most 63)"),
-                    ));
-                }
-                let env = env_map(ctx, &[&spath[..], &["env"]].concat(), s.env)?;
-                stages.push(StageSpec {
-                    name: sname,
-                    tag_pattern: s.tag_pattern,
-                    auto_deploy: s.auto_deploy,
-                    max_instances: s.max_instances,
-                    promote_from: s.promote_from,
-                    confirm: s.confirm,
-                    subdomain: s.subdomain,
-                    env,
-                });
-            }
-            projects.push(ProjectSpec {
-                name: pname,
-                registry: p.registry,
-                image,
-                port: p.port,
-                health,
-                env,
-                volumes: p.volumes,
-                memory_bytes,
-                cpus: p.cpus,
-                labels: p.labels,
-                stages,
-            });
+            projects.push(project_from_yaml(
+                ctx,
+                &["projects", pname.as_str()],
+                pname.clone(),
+                p,
+                &registry_names,
+                Redacted::Refuse,
+            )?);
         }
         Ok(Seed {
             global: g,
@@ -512,23 +665,6 @@ impl Seed {
         let keep = |s: &Option<SecretString>| match include_secrets {
             IncludeSecrets::Yes => s.clone(),
             IncludeSecrets::No => None,
-        };
-        let env = |m: &BTreeMap<String, EnvValue>| {
-            m.iter()
-                .map(|(k, v)| {
-                    let y = match (v, include_secrets) {
-                        (EnvValue::Plain(s), _) => EnvYaml::Text(s.clone()),
-                        (EnvValue::Secret(s), IncludeSecrets::Yes) => EnvYaml::Full {
-                            value: s.clone(),
-                            secret: true,
-                        },
-                        (EnvValue::Secret(_), IncludeSecrets::No) => {
-                            EnvYaml::Redacted { secret: true }
-                        }
-                    };
-                    (k.clone(), y)
-                })
-                .collect()
         };
         let file = File {
             global: self.global.clone(),
@@ -558,40 +694,7 @@ impl Seed {
             projects: self
                 .projects
                 .iter()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        ProjectYaml {
-                            registry: p.registry.clone(),
-                            image: p.image.name(),
-                            port: p.port,
-                            healthcheck: Some(HealthYaml::Full(p.health.clone())),
-                            env: env(&p.env),
-                            volumes: p.volumes.clone(),
-                            memory: p.memory_bytes.map(|b| format!("{}m", b >> 20)),
-                            cpus: p.cpus,
-                            labels: p.labels.clone(),
-                            stages: p
-                                .stages
-                                .iter()
-                                .map(|s| {
-                                    (
-                                        s.name.clone(),
-                                        StageYaml {
-                                            tag_pattern: s.tag_pattern.clone(),
-                                            auto_deploy: s.auto_deploy,
-                                            max_instances: s.max_instances,
-                                            promote_from: s.promote_from.clone(),
-                                            confirm: s.confirm,
-                                            subdomain: s.subdomain.clone(),
-                                            env: env(&s.env),
-                                        },
-                                    )
-                                })
-                                .collect(),
-                        },
-                    )
-                })
+                .map(|p| (p.name.clone(), project_to_yaml(p, include_secrets)))
                 .collect(),
         };
         let body = serde_norway::to_string(&file).expect("serialising plain data cannot fail");

@@ -197,3 +197,212 @@ fn export_round_trips_and_hides_secrets() {
     let again = Seed::parse(&full).unwrap_or_else(|e| panic!("{e}\n{full}"));
     assert_eq!(again, seed);
 }
+
+#[test]
+fn projects_round_trip_through_the_api_shape_with_secrets_kept_sealed() {
+    let seed = Seed::parse(EXAMPLE).unwrap();
+    let p = seed
+        .projects
+        .iter()
+        .find(|p| p.name.as_str() == "web-app-launcher")
+        .unwrap();
+    let json = project_to_json(p);
+    assert_eq!(json["name"], "web-app-launcher");
+    assert_eq!(
+        json["env"]["SECRET_KEY"],
+        serde_json::json!({"secret": true})
+    );
+    let EnvValue::Secret(secret) = &p.env["SECRET_KEY"] else {
+        panic!("SECRET_KEY is a secret in the example")
+    };
+    assert!(!json.to_string().contains(secret.expose()));
+    let names = ["gitea", "ghcr"];
+    let back = project_from_json(json, &names).unwrap();
+    assert_eq!(
+        back.stages,
+        p.stages
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                for v in s.env.values_mut() {
+                    if let EnvValue::Secret(_) = v {
+                        *v = EnvValue::Secret(SecretString::default());
+                    }
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(back.port, p.port);
+    assert_eq!(back.memory_bytes, p.memory_bytes);
+    // "Keep the stored secret" comes back as an empty secret for the store to resolve.
+    match &back.env["SECRET_KEY"] {
+        EnvValue::Secret(s) => assert!(s.expose().is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn api_projects_are_validated_with_the_field_named() {
+    let base = || {
+        serde_json::json!({
+            "name": "shop",
+            "image": "127.0.0.1:15000/berth-test/app",
+            "port": 8080,
+            "stages": {"dev": {"tag_pattern": "v*"}}
+        })
+    };
+    assert!(project_from_json(base(), &[]).is_ok());
+    let cases: Vec<(serde_json::Value, &str, &str)> = vec![
+        (serde_json::json!([]), "(body)", "JSON object"),
+        (
+            {
+                let mut v = base();
+                v.as_object_mut().unwrap().remove("name");
+                v
+            },
+            "name",
+            "required",
+        ),
+        (
+            {
+                let mut v = base();
+                v["name"] = "Not A Name".into();
+                v
+            },
+            "name",
+            "",
+        ),
+        (
+            {
+                let mut v = base();
+                v["port"] = 0.into();
+                v
+            },
+            "port",
+            "1 to 65535",
+        ),
+        (
+            {
+                let mut v = base();
+                v["port"] = 70000.into();
+                v
+            },
+            "(body)",
+            "u16",
+        ),
+        (
+            {
+                let mut v = base();
+                v["image"] = "x/app:v1".into();
+                v
+            },
+            "image",
+            "without a tag",
+        ),
+        (
+            {
+                let mut v = base();
+                v["registry"] = "nope".into();
+                v
+            },
+            "registry",
+            "no registry named",
+        ),
+        (
+            {
+                let mut v = base();
+                v["colour"] = "red".into();
+                v
+            },
+            "(body)",
+            "unknown field",
+        ),
+        (
+            {
+                let mut v = base();
+                v["stages"] = serde_json::json!({});
+                v
+            },
+            "stages",
+            "at least one stage",
+        ),
+        (
+            {
+                let mut v = base();
+                v["stages"]["dev"]["max_instances"] = 0.into();
+                v
+            },
+            "stages.dev.max_instances",
+            "1 to 50",
+        ),
+        (
+            {
+                let mut v = base();
+                v["stages"]["dev"]["promote_from"] = "qa".into();
+                v
+            },
+            "stages.dev.promote_from",
+            "no stage qa",
+        ),
+        (
+            {
+                let mut v = base();
+                v["stages"]["dev"]["subdomain"] = "a.b".into();
+                v
+            },
+            "stages.dev.subdomain",
+            "DNS label",
+        ),
+        (
+            {
+                let mut v = base();
+                v["env"] = serde_json::json!({"BAD KEY": "x"});
+                v
+            },
+            "env.BAD KEY",
+            "",
+        ),
+        (
+            {
+                let mut v = base();
+                v["env"] = serde_json::json!({"K": {"value": "", "secret": true}});
+                v
+            },
+            "env.K",
+            "needs a value",
+        ),
+        (
+            {
+                let mut v = base();
+                v["labels"] = serde_json::json!({"berth.owner": "me"});
+                v
+            },
+            "labels",
+            "berth's own",
+        ),
+        (
+            {
+                let mut v = base();
+                v["memory"] = "lots".into();
+                v
+            },
+            "memory",
+            "",
+        ),
+    ];
+    for (body, field, message) in cases {
+        let e = project_from_json(body.clone(), &[]).expect_err(&body.to_string());
+        assert_eq!(e.field, field, "{body}: {e}");
+        assert!(e.message.contains(message), "{body}: {e}");
+        assert_eq!(e.line, None);
+    }
+}
+
+#[test]
+fn memory_is_written_in_the_unit_that_states_it_exactly() {
+    assert_eq!(format_memory(512 << 20), "512m");
+    assert_eq!(format_memory(2 << 30), "2g");
+    assert_eq!(format_memory(1536 << 10), "1536k");
+    assert_eq!(format_memory(1000), "1000");
+}
