@@ -28,7 +28,9 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 
 mod health;
+mod ops;
 pub use health::Probe;
+pub use ops::{InstanceAction, OpError};
 
 /// A request to bring `tag` live in a stage.
 #[derive(Debug, Clone)]
@@ -78,6 +80,9 @@ pub struct DeployEvent {
     pub stage: String,
     pub state: String,
     pub message: Option<String>,
+    /// Set for an instance's change outside a deploy (stopped, started, removed…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// Timing knobs (tests shorten them).
@@ -174,6 +179,7 @@ impl Deployer {
             stage: d.stage.clone(),
             state: state.into(),
             message,
+            instance: None,
         });
     }
 
@@ -338,16 +344,20 @@ impl Deployer {
     }
 
     async fn load(&self, d: &DeployRecord) -> Result<Ctx, String> {
+        self.load_stage(&d.project, &d.stage).await
+    }
+
+    async fn load_stage(&self, project: &str, stage: &str) -> Result<Ctx, String> {
         let (project, registry) = self
             .store
-            .project_for_deploy(&d.project)
+            .project_for_deploy(project)
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the project was deleted")?;
         let stage = project
             .stages
             .iter()
-            .find(|s| s.name.as_str() == d.stage)
+            .find(|s| s.name.as_str() == stage)
             .cloned()
             .ok_or("the stage was deleted")?;
         let global = self

@@ -243,7 +243,7 @@ impl Store {
                 .await?;
         for (sid, name) in &existing {
             if !p.stages.iter().any(|s| s.name.as_str() == name) {
-                Self::delete_stage_rows(&mut tx, &p.name.to_string(), *sid, name).await?;
+                Self::delete_stage_rows(&mut tx, p.name.as_str(), *sid, name).await?;
             }
         }
         for s in &p.stages {

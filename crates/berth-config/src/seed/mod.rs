@@ -461,7 +461,7 @@ fn project_to_yaml(p: &ProjectSpec, include: IncludeSecrets) -> ProjectYaml {
 /// Memory in the largest unit that states it exactly (`512m`, `2g`, `1536k`, or bytes).
 fn format_memory(b: u64) -> String {
     for (shift, unit) in [(30, "g"), (20, "m"), (10, "k")] {
-        if b >= 1 << shift && b % (1 << shift) == 0 {
+        if b >= 1 << shift && b.is_multiple_of(1 << shift) {
             return format!("{}{unit}", b >> shift);
         }
     }

@@ -42,6 +42,67 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
         )
         .add(M::GET, "/api/containers", VIEWER, get(containers::list))
         .add(M::GET, "/api/projects", VIEWER, get(projects::list))
+        .add(M::POST, "/api/projects", ADMIN, post(projects::create))
+        .add(
+            M::GET,
+            "/api/projects/{project}",
+            VIEWER,
+            get(projects::get),
+        )
+        .add(
+            M::PUT,
+            "/api/projects/{project}",
+            ADMIN,
+            put(projects::update),
+        )
+        .add(
+            M::DELETE,
+            "/api/projects/{project}",
+            ADMIN,
+            delete(projects::delete),
+        )
+        .add(
+            M::POST,
+            "/api/projects/{project}/stages",
+            ADMIN,
+            post(projects::add_stage),
+        )
+        .add(
+            M::PUT,
+            "/api/projects/{project}/stages/{stage}",
+            ADMIN,
+            put(projects::update_stage),
+        )
+        .add(
+            M::DELETE,
+            "/api/projects/{project}/stages/{stage}",
+            ADMIN,
+            delete(projects::delete_stage),
+        )
+        .add(
+            M::POST,
+            "/api/projects/{project}/stages/{stage}/instances/{instance}/stop",
+            DEPLOYER,
+            post(projects::stop),
+        )
+        .add(
+            M::POST,
+            "/api/projects/{project}/stages/{stage}/instances/{instance}/start",
+            DEPLOYER,
+            post(projects::start),
+        )
+        .add(
+            M::POST,
+            "/api/projects/{project}/stages/{stage}/instances/{instance}/restart",
+            DEPLOYER,
+            post(projects::restart),
+        )
+        .add(
+            M::DELETE,
+            "/api/projects/{project}/stages/{stage}/instances/{instance}",
+            DEPLOYER,
+            delete(projects::remove),
+        )
         .add(
             M::POST,
             "/api/webhook/{secret}",

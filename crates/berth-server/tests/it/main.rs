@@ -7,5 +7,6 @@ mod support;
 mod auth;
 mod errors;
 mod events;
+mod projects;
 mod route_table;
 mod settings;
