@@ -28,8 +28,10 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 
 mod health;
+mod notify;
 mod ops;
 pub use health::Probe;
+pub use notify::{ATTEMPTS as NOTIFY_ATTEMPTS, Notification};
 pub use ops::{InstanceAction, OpError};
 
 /// A request to bring `tag` live in a stage.
@@ -92,6 +94,8 @@ pub struct Options {
     pub stop_grace: Duration,
     /// How often the watch window looks at the new instance.
     pub watch_every: Duration,
+    /// The first wait between notification attempts (doubling after each).
+    pub notify_backoff: Duration,
 }
 
 impl Default for Options {
@@ -99,6 +103,7 @@ impl Default for Options {
         Self {
             stop_grace: Duration::from_secs(10),
             watch_every: Duration::from_secs(1),
+            notify_backoff: Duration::from_secs(2),
         }
     }
 }
@@ -302,6 +307,7 @@ impl Deployer {
             tracing::error!(deploy.id = %d.id, error = %e, "could not record a deploy state");
         }
         self.emit(d, s.as_str(), error.map(String::from));
+        self.notify(d, s, error).await;
     }
 
     /// Runs one step: records its start and end, moves the deploy's state.

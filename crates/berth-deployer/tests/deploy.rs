@@ -124,6 +124,7 @@ async fn world_with(
     let options = Options {
         stop_grace: Duration::from_secs(2),
         watch_every: Duration::from_millis(500),
+        notify_backoff: Duration::from_millis(100),
     };
     let deployer = Deployer::new(
         store.clone(),
@@ -668,4 +669,83 @@ async fn operators_stop_start_restart_and_remove_instances_and_retire_a_stage() 
     assert!(!w.served().await.starts_with("200"));
     assert!(w.store.stage_instances(sid).await.unwrap().is_empty());
     w.cleanup("ops").await;
+}
+
+/// A notification receiver on 127.0.0.1 that answers 500 to the first `fail_first` requests.
+async fn receiver(fail_first: usize) -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use axum::http::StatusCode;
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (g, c) = (got.clone(), calls.clone());
+    let app = axum::Router::new().route(
+        "/hook/{token}",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let (g, c) = (g.clone(), c.clone());
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                g.lock().unwrap().push(v);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook/tok-3f9a", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finished_deploys_are_notified_with_retries_and_the_host_logged() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "notified", 1).await;
+    w.cleanup("notified").await;
+    let (url, got) = receiver(2).await;
+    let mut g = w.store.global_settings().await.unwrap();
+    g.notification_url = Some(url);
+    w.store.set_global_settings(&g).await.unwrap();
+
+    let ok = w.deploy("notified", "v1").await;
+    let done = w.finished(&ok).await;
+    assert_eq!(done.state, "succeeded");
+    let bad = w.deploy("notified", "unhealthy").await;
+    assert_eq!(w.finished(&bad).await.state, "failed");
+
+    // Two 500s, then accepted: back-off 100 ms, 200 ms; the failure goes through at once.
+    let end = Instant::now() + Duration::from_secs(20);
+    while got.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < end,
+            "notifications: {:?}",
+            got.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    let by_event = |e: &str| {
+        got.iter()
+            .find(|n| n["event"] == e)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {e} in {got:?}"))
+    };
+    let s = by_event("deploy.succeeded");
+    assert_eq!(s["deploy"], ok.as_str());
+    assert_eq!(s["tag"], "v1");
+    assert_eq!(s["domain"], w.domain.as_str());
+    assert!(s["digest"].as_str().unwrap().starts_with("sha256:"), "{s}");
+    assert!(s["text"].as_str().unwrap().contains("is live at"), "{s}");
+    let f = by_event("deploy.failed");
+    assert_eq!(f["deploy"], bad.as_str());
+    assert!(f["error"].as_str().unwrap().contains("health"), "{f}");
+
+    // Recorded in the deploy's log, naming the host but never the URL's token.
+    let logs = w.store.deploy_logs(&ok, 0).await.unwrap();
+    let line = logs
+        .iter()
+        .find(|l| l.line.starts_with("notified"))
+        .unwrap_or_else(|| panic!("{logs:?}"));
+    assert_eq!(line.line, "notified 127.0.0.1 (attempt 3 of 5)");
+    assert!(logs.iter().all(|l| !l.line.contains("tok-3f9a")));
+    w.cleanup("notified").await;
 }
