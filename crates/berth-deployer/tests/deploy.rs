@@ -53,13 +53,39 @@ async fn world_with(
     watch_secs: u64,
     stages: &str,
 ) -> World {
+    world_full(env, name, watch_secs, stages, false).await
+}
+
+/// `world_with`; with `private`, the project's image is in the registry that requires a
+/// login, and the seed holds its credentials.
+async fn world_full(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    watch_secs: u64,
+    stages: &str,
+    private: bool,
+) -> World {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let domain = format!("{name}.berth-e2e.test");
+    let (registries, registry, image) = if private {
+        let password = std::fs::read_to_string(&env["BERTH_TEST_REGISTRY_PASSWORD_FILE"]).unwrap();
+        (
+            format!(
+                "registries:\n  private:\n    url: http://{host}\n    username: {user}\n    token: '{pw}'\n",
+                host = env["BERTH_TEST_REGISTRY_AUTH"],
+                user = env["BERTH_TEST_REGISTRY_USER"],
+                pw = password.trim(),
+            ),
+            "    registry: private\n",
+            format!("{}/berth-test/private", env["BERTH_TEST_REGISTRY_AUTH"]),
+        )
+    } else {
+        (String::new(), "", env["BERTH_TEST_IMAGE"].clone())
+    };
     let seed = format!(
-        "global:\n  domain: {domain}\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: {watch_secs}\n  keep_releases: 2\n\
-         projects:\n  {name}:\n    image: {image}\n    port: 8080\n    healthcheck: {{type: image}}\n    env: {{GREETING: hi}}\n    stages:\n      dev:\n        tag_pattern: '*'\n        auto_deploy: true\n{stages}",
-        image = env["BERTH_TEST_IMAGE"],
+        "global:\n  domain: {domain}\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: {watch_secs}\n  keep_releases: 2\n{registries}\
+         projects:\n  {name}:\n{registry}    image: {image}\n    port: 8080\n    healthcheck: {{type: image}}\n    env: {{GREETING: hi}}\n    stages:\n      dev:\n        tag_pattern: '*'\n        auto_deploy: true\n{stages}",
     );
     let store = Store::open(
         &format!("sqlite://{}/b.db", dir.path().display()),
@@ -145,10 +171,14 @@ async fn world_with(
 
 impl World {
     async fn deploy(&self, project: &str, tag: &str) -> String {
+        self.deploy_to(project, "dev", tag).await
+    }
+
+    async fn deploy_to(&self, project: &str, stage: &str, tag: &str) -> String {
         self.deployer
             .submit(DeployRequest {
                 project: project.into(),
-                stage: "dev".into(),
+                stage: stage.into(),
                 tag: tag.into(),
                 trigger: Trigger::Manual,
                 actor: "test".into(),
@@ -172,10 +202,14 @@ impl World {
     }
 
     async fn served(&self) -> String {
+        self.served_at(&self.domain).await
+    }
+
+    async fn served_at(&self, host: &str) -> String {
         let c = reqwest::Client::new();
         match c
             .get(format!("http://127.0.0.1:{}/version", self.nginx_port))
-            .header("host", &self.domain)
+            .header("host", host)
             .send()
             .await
         {
@@ -191,9 +225,13 @@ impl World {
     /// `served`, retried for up to 5 s until it says `want` (route changes reach nginx by an
     /// asynchronous reload).
     async fn served_soon(&self, want: &str) -> String {
+        self.served_soon_at(&self.domain, want).await
+    }
+
+    async fn served_soon_at(&self, host: &str, want: &str) -> String {
         let end = Instant::now() + Duration::from_secs(5);
         loop {
-            let got = self.served().await;
+            let got = self.served_at(host).await;
             if got == want || Instant::now() > end {
                 return got;
             }
@@ -748,4 +786,97 @@ async fn finished_deploys_are_notified_with_retries_and_the_host_logged() {
     assert_eq!(line.line, "notified 127.0.0.1 (attempt 3 of 5)");
     assert!(logs.iter().all(|l| !l.line.contains("tok-3f9a")));
     w.cleanup("notified").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_image_behind_registry_login_is_pulled_with_the_stored_credentials() {
+    let Some(env) = env() else { return };
+    let w = world_full(&env, "privy", 1, "", true).await;
+    w.cleanup("privy").await;
+    let d = w.deploy("privy", "v1").await;
+    let r = w.finished(&d).await;
+    assert_eq!(r.state, "succeeded", "{r:?}");
+    assert_eq!(w.served().await, "200 v1");
+    // The credentials never reach the deploy's log.
+    let password = std::fs::read_to_string(&env["BERTH_TEST_REGISTRY_PASSWORD_FILE"]).unwrap();
+    let logs = w.store.deploy_logs(&d, 0).await.unwrap();
+    assert!(logs.iter().all(|l| !l.line.contains(password.trim())));
+    w.cleanup("privy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn npm_unreachable_fails_the_switch_cleanly_and_the_old_version_keeps_serving() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "npmdown", 1).await;
+    w.cleanup("npmdown").await;
+    let d1 = w.deploy("npmdown", "v1").await;
+    assert_eq!(w.finished(&d1).await.state, "succeeded");
+    // NPM goes away: a port nothing listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut npm = w.store.npm_connection().await.unwrap().unwrap();
+    npm.url = dead;
+    w.store
+        .set_npm_settings(&npm, berth_store::SecretUpdate::Keep)
+        .await
+        .unwrap();
+    let d2 = w.deploy("npmdown", "v2").await;
+    let r = w.finished(&d2).await;
+    // The switch had begun (design.md: a visible state), so it ends rolled back, naming NPM.
+    assert_eq!(r.state, "rolled_back", "{r:?}");
+    let err = r.error.clone().unwrap_or_default();
+    assert!(
+        err.starts_with("switching: Nginx Proxy Manager is unreachable"),
+        "{err}"
+    );
+    assert_eq!(w.served().await, "200 v1", "the old version keeps serving");
+    let running: Vec<String> = w
+        .containers("npmdown")
+        .await
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .map(|c| c.labels["berth.tag"].clone())
+        .collect();
+    assert_eq!(running, ["v1"], "the new container is gone");
+    w.cleanup("npmdown").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multi_instance_stage_serves_tags_side_by_side_and_evicts_the_oldest() {
+    let Some(env) = env() else { return };
+    let stages = "      pr:\n        tag_pattern: 'v*'\n        max_instances: 2\n";
+    let w = world_with(&env, "multi", 1, stages).await;
+    w.cleanup("multi").await;
+    for tag in ["v1", "v2", "v3"] {
+        let d = w.deploy_to("multi", "pr", tag).await;
+        assert_eq!(w.finished(&d).await.state, "succeeded", "{tag}");
+    }
+    let (_, sid) = w.store.stage_ids("multi", "pr").await.unwrap().unwrap();
+    let live: Vec<_> = w
+        .store
+        .stage_instances(sid)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.status == "live")
+        .collect();
+    let mut tags: Vec<&str> = live.iter().map(|i| i.tag.as_str()).collect();
+    tags.sort();
+    assert_eq!(tags, ["v2", "v3"], "the oldest was evicted");
+    for i in &live {
+        assert!(i.subdomain.ends_with(&i.tag), "{}", i.subdomain);
+        let host = format!("{}.multi.berth-e2e.test", i.subdomain);
+        assert_eq!(
+            w.served_soon_at(&host, &format!("200 {}", i.tag)).await,
+            format!("200 {}", i.tag)
+        );
+    }
+    let v1_host = live[0].subdomain.replace(&live[0].tag, "v1");
+    let gone = w
+        .served_at(&format!("{v1_host}.multi.berth-e2e.test"))
+        .await;
+    assert!(!gone.starts_with("200"), "v1's route is removed: {gone}");
+    assert_eq!(w.containers("multi").await.len(), 2);
+    w.cleanup("multi").await;
 }
