@@ -117,6 +117,8 @@ pub struct Deployer {
     events: broadcast::Sender<DeployEvent>,
     tracker: TaskTracker,
     options: Options,
+    /// Serialises creating projects from images, so two webhooks for one new image make one.
+    create_lock: tokio::sync::Mutex<()>,
 }
 
 /// Why a deploy stopped short, and in which state it ended.
@@ -156,6 +158,7 @@ impl Deployer {
             events: broadcast::channel(1024).0,
             tracker: TaskTracker::new(),
             options,
+            create_lock: tokio::sync::Mutex::default(),
         })
     }
 

@@ -3,7 +3,11 @@
 //! lock, so it never interleaves with a deploy of the same stage.
 
 use crate::{Ctx, DeployEvent, Deployer, health};
+use berth_domain::model::ProjectSpec;
 use berth_domain::plan::{fqdn, stage_subdomain};
+use berth_domain::ports::RegistryAuth;
+use berth_domain::subdomain::dns_label;
+use berth_domain::{ImageRef, ProjectName};
 use berth_store::{InstanceRecord, StoreError};
 
 /// An operator's action on one instance.
@@ -285,5 +289,70 @@ impl Deployer {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Creates a project for an image berth has none for, from what the image declares
+    /// (see [`ProjectSpec::from_image`]): pulls it (with a stored registry's credentials when
+    /// one names its host), inspects it, picks a free name from the repository's last part.
+    pub async fn create_from_image(&self, image: &ImageRef) -> Result<ProjectSpec, OpError> {
+        let _one_at_a_time = self.create_lock.lock().await;
+        // Another webhook for the same image may have created it while this one waited.
+        if let Some(existing) = self
+            .store
+            .list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.image == image.name())
+            && let Some(p) = self.store.project(&existing.name).await?
+        {
+            return Ok(p);
+        }
+        let auth = self
+            .store
+            .registry_for_host(&image.registry)
+            .await?
+            .and_then(|r| {
+                r.secret.map(|password| RegistryAuth {
+                    server: image.registry.clone(),
+                    username: r.username.unwrap_or_default(),
+                    password,
+                })
+            });
+        let reference = image.to_string();
+        self.engine
+            .pull(&reference, auth.as_ref(), &|_| {})
+            .await
+            .map_err(|e| OpError::Failed(format!("pulling {reference}: {e}")))?;
+        let info = self
+            .engine
+            .image_info(&reference)
+            .await
+            .map_err(|e| OpError::Failed(format!("inspecting {reference}: {e}")))?;
+        let base = dns_label(image.short_name());
+        for n in 1..=20 {
+            let candidate = if n == 1 {
+                base.clone()
+            } else {
+                dns_label(&format!("{base}-{n}"))
+            };
+            let Ok(name) = ProjectName::parse(&candidate) else {
+                break;
+            };
+            if self.store.project(name.as_str()).await?.is_some() {
+                continue;
+            }
+            let spec = ProjectSpec::from_image(name, image, &info).ok_or_else(|| {
+                OpError::Conflict(format!(
+                    "{} declares no port (EXPOSE or a berth.port label): create its project by hand",
+                    image.name()
+                ))
+            })?;
+            self.store.create_project(&spec).await?;
+            return Ok(spec);
+        }
+        Err(OpError::Conflict(format!(
+            "no free project name for {}: create its project by hand",
+            image.name()
+        )))
     }
 }

@@ -880,3 +880,47 @@ async fn a_multi_instance_stage_serves_tags_side_by_side_and_evicts_the_oldest()
     assert_eq!(w.containers("multi").await.len(), 2);
     w.cleanup("multi").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_allow_listed_image_becomes_a_project_from_what_it_declares() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "auto", 1).await;
+    w.cleanup("other").await;
+    let image = berth_domain::ImageRef::parse(&format!(
+        "{}/berth-test/other:v1",
+        env["BERTH_TEST_REGISTRY"]
+    ))
+    .unwrap();
+    // Two webhooks at once for the same new image make one project.
+    let (a, b) = tokio::join!(
+        w.deployer.create_from_image(&image),
+        w.deployer.create_from_image(&image)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.name, b.name);
+    assert_eq!(a.name.as_str(), "other");
+    assert_eq!(a.port, 8080, "from EXPOSE");
+    assert_eq!(
+        a.health,
+        berth_domain::model::HealthCheck::Image,
+        "from HEALTHCHECK"
+    );
+    assert_eq!(w.store.list_projects().await.unwrap().len(), 2);
+
+    let d = w.deploy("other", "v1").await;
+    assert_eq!(w.finished(&d).await.state, "succeeded");
+    assert_eq!(
+        w.served_at("stage-dev-other.auto.berth-e2e.test").await,
+        "200 v1"
+    );
+    // An image that is not in the registry fails with the registry's reason, creating nothing.
+    let missing = berth_domain::ImageRef::parse(&format!(
+        "{}/berth-test/nope:v1",
+        env["BERTH_TEST_REGISTRY"]
+    ))
+    .unwrap();
+    let e = w.deployer.create_from_image(&missing).await.unwrap_err();
+    assert!(e.to_string().starts_with("pulling"), "{e}");
+    assert_eq!(w.store.list_projects().await.unwrap().len(), 2);
+    w.cleanup("other").await;
+}

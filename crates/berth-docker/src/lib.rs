@@ -8,8 +8,8 @@
 use berth_domain::model::EnvValue;
 use berth_domain::plan::{ContainerPlan, labels};
 use berth_domain::ports::{
-    ContainerEngine, ContainerStatus, ContainerSummary, EngineError, EngineStatus, Publish,
-    PullProgress, RegistryAuth,
+    ContainerEngine, ContainerStatus, ContainerSummary, EngineError, EngineStatus, ImageInfo,
+    Publish, PullProgress, RegistryAuth,
 };
 use bollard::Docker;
 use bollard::models::{
@@ -295,6 +295,34 @@ impl ContainerEngine for DockerEngine {
                 .into_iter()
                 .find(|d| d.split('@').next() == Some(repo))
                 .and_then(|d| d.split('@').nth(1).map(str::to_string)))
+        })
+    }
+
+    fn image_info<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<ImageInfo, EngineError>> {
+        Box::pin(async move {
+            let c = self.client()?;
+            let inspect = c.inspect_image(image).await.map_err(|e| self.fail(e))?;
+            let config = inspect.config.unwrap_or_default();
+            let mut exposed_tcp_ports: Vec<u16> = config
+                .exposed_ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    let (port, proto) = p.split_once('/').unwrap_or((p.as_str(), "tcp"));
+                    (proto == "tcp").then(|| port.parse().ok()).flatten()
+                })
+                .collect();
+            exposed_tcp_ports.sort_unstable();
+            exposed_tcp_ports.dedup();
+            let healthcheck = config
+                .healthcheck
+                .and_then(|h| h.test)
+                .is_some_and(|t| t.first().map(String::as_str) != Some("NONE") && !t.is_empty());
+            Ok(ImageInfo {
+                exposed_tcp_ports,
+                healthcheck,
+                labels: config.labels.unwrap_or_default().into_iter().collect(),
+            })
         })
     }
 

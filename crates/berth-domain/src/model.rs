@@ -384,3 +384,127 @@ mod tests {
         assert!(v.validate().is_err());
     }
 }
+
+impl GlobalSettings {
+    /// Whether a webhook may create a project for this repository (`registry/org/app`):
+    /// some `image_allowlist` pattern (`*` and `?` wildcards) matches it.
+    pub fn allows_image(&self, repository: &str) -> bool {
+        self.image_allowlist
+            .iter()
+            .any(|p| wildmatch::WildMatch::new(p).matches(repository))
+    }
+}
+
+impl ProjectSpec {
+    /// The defaults a project gets from its image alone (a webhook for an allow-listed image
+    /// berth has no project for): the lowest EXPOSEd TCP port (or `berth.port` label), the
+    /// image's HEALTHCHECK if it has one (else a TCP check), one stage `dev` that takes every
+    /// tag automatically. `None` when the image says nothing about its port.
+    pub fn from_image(
+        name: crate::ProjectName,
+        image: &ImageRef,
+        info: &crate::ports::ImageInfo,
+    ) -> Option<ProjectSpec> {
+        let port = info
+            .labels
+            .get("berth.port")
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p > 0)
+            .or_else(|| info.exposed_tcp_ports.first().copied())?;
+        let health = match info.labels.get("berth.health").map(String::as_str) {
+            Some(path) if path.starts_with('/') => HealthCheck::http(path),
+            _ if info.healthcheck => HealthCheck::Image,
+            _ => HealthCheck::Tcp {
+                interval_secs: default_interval(),
+                timeout_secs: default_timeout(),
+                retries: default_retries(),
+                start_period_secs: 0,
+            },
+        };
+        Some(ProjectSpec {
+            name,
+            registry: None,
+            image: ImageRef {
+                tag: None,
+                digest: None,
+                ..image.clone()
+            },
+            port,
+            health,
+            env: BTreeMap::new(),
+            volumes: Vec::new(),
+            memory_bytes: None,
+            cpus: None,
+            labels: BTreeMap::new(),
+            stages: vec![StageSpec {
+                name: crate::StageName::parse("dev").expect("a valid stage name"),
+                tag_pattern: crate::TagPattern::parse("*").expect("a valid pattern"),
+                auto_deploy: true,
+                max_instances: 1,
+                promote_from: None,
+                confirm: false,
+                subdomain: None,
+                env: BTreeMap::new(),
+            }],
+        })
+    }
+}
+
+#[cfg(test)]
+mod from_image_tests {
+    use super::*;
+    use crate::ports::ImageInfo;
+
+    fn info(ports: &[u16], healthcheck: bool, labels: &[(&str, &str)]) -> ImageInfo {
+        ImageInfo {
+            exposed_tcp_ports: ports.to_vec(),
+            healthcheck,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_what_the_image_declares() {
+        let image = ImageRef::parse("ghcr.io/acme/shop:v1").unwrap();
+        let name = crate::ProjectName::parse("shop").unwrap();
+        let p =
+            ProjectSpec::from_image(name.clone(), &image, &info(&[8080, 9090], true, &[])).unwrap();
+        assert_eq!(p.port, 8080);
+        assert_eq!(p.health, HealthCheck::Image);
+        assert_eq!(p.image.name(), "ghcr.io/acme/shop");
+        assert_eq!(p.image.tag, None);
+        assert_eq!(p.stages.len(), 1);
+        assert!(p.stages[0].auto_deploy);
+        assert!(p.stages[0].tag_pattern.matches("anything"));
+
+        let p = ProjectSpec::from_image(name.clone(), &image, &info(&[80], false, &[])).unwrap();
+        assert!(matches!(p.health, HealthCheck::Tcp { .. }));
+
+        let labelled = info(
+            &[80],
+            true,
+            &[("berth.port", "3000"), ("berth.health", "/up")],
+        );
+        let p = ProjectSpec::from_image(name.clone(), &image, &labelled).unwrap();
+        assert_eq!(p.port, 3000);
+        assert_eq!(p.health, HealthCheck::http("/up"));
+
+        assert!(ProjectSpec::from_image(name, &image, &info(&[], true, &[])).is_none());
+    }
+
+    #[test]
+    fn the_allowlist_matches_repositories_by_wildcard() {
+        let g = GlobalSettings {
+            image_allowlist: vec!["ghcr.io/acme/*".into(), "127.0.0.1:15000/auto-?".into()],
+            ..Default::default()
+        };
+        assert!(g.allows_image("ghcr.io/acme/shop"));
+        assert!(g.allows_image("127.0.0.1:15000/auto-a"));
+        assert!(!g.allows_image("ghcr.io/other/shop"));
+        assert!(!g.allows_image("docker.io/library/nginx"));
+        assert!(!GlobalSettings::default().allows_image("ghcr.io/acme/shop"));
+    }
+}

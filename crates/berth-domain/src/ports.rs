@@ -53,6 +53,16 @@ pub enum EngineError {
     Engine(String),
 }
 
+/// What an image declares about itself (its config), for a project's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImageInfo {
+    /// `EXPOSE`d TCP ports, ascending.
+    pub exposed_tcp_ports: Vec<u16>,
+    /// The image has its own HEALTHCHECK (and it is not `NONE`).
+    pub healthcheck: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
 /// Progress of one layer of a pull.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PullProgress {
@@ -117,6 +127,8 @@ pub trait ContainerEngine: Send + Sync {
         &'a self,
         image: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, EngineError>>;
+    /// What a pulled image declares: exposed ports, whether it has a HEALTHCHECK, labels.
+    fn image_info<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<ImageInfo, EngineError>>;
     /// Creates the network if it does not exist.
     fn ensure_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
     /// Creates and starts a container from a plan; returns its id. Leaves nothing behind on

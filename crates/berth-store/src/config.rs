@@ -472,7 +472,7 @@ impl Store {
         Ok(Some((project, registry)))
     }
 
-    async fn export_registry(&self, name: &str) -> Result<Option<RegistrySpec>> {
+    pub(crate) async fn export_registry(&self, name: &str) -> Result<Option<RegistrySpec>> {
         let row: Option<RegistryRow> = sqlx::query_as(
             "SELECT id, name, kind, url, username, secret_id FROM registries WHERE name = ?",
         )

@@ -32,6 +32,27 @@ impl Store {
         Ok(rows.into_iter().map(|(n,)| n).collect())
     }
 
+    /// The registry (with its secret opened) whose URL names `host` (`ghcr.io`,
+    /// `127.0.0.1:15001`), for pulling an image no project names yet.
+    pub async fn registry_for_host(
+        &self,
+        host: &str,
+    ) -> Result<Option<berth_domain::model::RegistrySpec>> {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, url FROM registries")
+            .fetch_all(&self.pool)
+            .await?;
+        let found = rows.into_iter().find(|(_, url)| {
+            url.trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(host)
+        });
+        match found {
+            Some((name, _)) => self.export_registry(&name).await,
+            None => Ok(None),
+        }
+    }
+
     /// One project as the API shows it: secret env values sealed (empty).
     pub async fn project(&self, name: &str) -> Result<Option<ProjectSpec>> {
         let mut conn = self.pool.acquire().await?;

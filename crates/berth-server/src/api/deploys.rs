@@ -47,6 +47,8 @@ pub struct Skipped {
 #[derive(Serialize)]
 pub struct WebhookAnswer {
     project: String,
+    /// The project was just created from the image (its repository is allow-listed).
+    created: bool,
     tag: String,
     deploys: Vec<Queued>,
     skipped: Vec<Skipped>,
@@ -73,23 +75,66 @@ pub async fn webhook(
         .export_seed(berth_config::seed::IncludeSecrets::No)
         .await?
         .projects;
-    let Some(project) = projects.iter().find(|p| p.image.name() == image.name()) else {
-        st.store
-            .audit(
-                "webhook",
-                "webhook.rejected",
-                Some(&image.to_string()),
-                Some(&addr),
-                Some(serde_json::json!({"reason": "no project for this image"})),
-            )
-            .await?;
-        return Err(ApiError::NotFound(format!(
-            "no project deploys {}; add one (or allow-list it) first",
-            image.name()
-        )));
+    let mut created = false;
+    let project = match projects
+        .into_iter()
+        .find(|p| p.image.name() == image.name())
+    {
+        Some(p) => p,
+        None if st
+            .store
+            .global_settings()
+            .await?
+            .allows_image(&image.name()) =>
+        {
+            // Allow-listed: make the project from what the image declares.
+            match st.deployer.create_from_image(&image).await {
+                Ok(p) => {
+                    created = true;
+                    st.store
+                        .audit(
+                            "webhook",
+                            "project.created_from_image",
+                            Some(p.name.as_str()),
+                            Some(&addr),
+                            Some(serde_json::json!({"image": image.to_string(), "port": p.port})),
+                        )
+                        .await?;
+                    p
+                }
+                Err(e) => {
+                    st.store
+                        .audit(
+                            "webhook",
+                            "webhook.rejected",
+                            Some(&image.to_string()),
+                            Some(&addr),
+                            Some(serde_json::json!({"reason": e.to_string()})),
+                        )
+                        .await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        None => {
+            st.store
+                .audit(
+                    "webhook",
+                    "webhook.rejected",
+                    Some(&image.to_string()),
+                    Some(&addr),
+                    Some(serde_json::json!({"reason": "no project for this image"})),
+                )
+                .await?;
+            return Err(ApiError::NotFound(format!(
+                "no project deploys {}; add one (or allow-list it) first",
+                image.name()
+            )));
+        }
     };
     let mut answer = WebhookAnswer {
         project: project.name.to_string(),
+        created,
         tag: tag.clone(),
         deploys: vec![],
         skipped: vec![],

@@ -70,10 +70,12 @@ async fn ci_webhooks_put_each_version_live_at_its_subdomain() {
         &seed,
         format!(
             "global:\n  domain: e2e.berth.test\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: 1\n\
+             \x20 image_allowlist: ['{registry}/berth-test/other']\n\
              projects:\n  shop:\n    image: {image}\n    port: 8080\n    healthcheck: /health\n\
              \x20   env: {{GREETING: hi, DB_PASSWORD: {{value: s3cr3t-db-pw, secret: true}}}}\n\
              \x20   stages:\n      dev:\n        tag_pattern: 'v*'\n        auto_deploy: true\n      prod:\n        tag_pattern: 'v*'\n        auto_deploy: true\n        promote_from: dev\n",
-            image = env["BERTH_TEST_IMAGE"]
+            image = env["BERTH_TEST_IMAGE"],
+            registry = env["BERTH_TEST_REGISTRY"],
         ),
     )
     .unwrap();
@@ -86,9 +88,19 @@ async fn ci_webhooks_put_each_version_live_at_its_subdomain() {
     let cookie = berth.login().await;
     let c = &berth.client;
     // Clear what an earlier run may have left of this project's containers.
-    crate::support::docker(&env, &["ps", "-aq", "--filter", "label=berth.project=shop"])
+    for project in ["shop", "other"] {
+        crate::support::docker(
+            &env,
+            &[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=berth.project={project}"),
+            ],
+        )
         .lines()
         .for_each(|id| drop(crate::support::docker(&env, &["rm", "-f", id])));
+    }
 
     let put = c
         .put(format!("{}/api/npm", berth.url))
@@ -229,8 +241,48 @@ async fn ci_webhooks_put_each_version_live_at_its_subdomain() {
     );
     assert!(env_in_container.contains("DB_PASSWORD=s3cr3t-db-pw"));
 
-    crate::support::docker(&env, &["ps", "-aq", "--filter", "label=berth.project=shop"])
+    // An image berth has no project for, but allow-listed: the project is made from what the
+    // image declares (EXPOSE 8080, its HEALTHCHECK) and the tag deployed.
+    let r = c
+        .post(&hook)
+        .json(&json!({"image": format!("{}/berth-test/other:v1", env["BERTH_TEST_REGISTRY"])}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["created"], true, "{body}");
+    assert_eq!(body["project"], "other", "{body}");
+    let id = body["deploys"][0]["deploy"].as_str().unwrap().to_string();
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, d) = berth.get(&format!("/api/deploys/{id}"), &cookie).await;
+        if d["finished_at"].is_string() {
+            assert_eq!(d["state"], "succeeded", "{d}");
+            break;
+        }
+        assert!(Instant::now() < end, "{d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        served(&env, "stage-dev-other.e2e.berth.test").await,
+        "200 v1"
+    );
+    let (_, p) = berth.get("/api/projects/other", &cookie).await;
+    assert_eq!(p["project"]["port"], 8080, "{p}");
+
+    for project in ["shop", "other"] {
+        crate::support::docker(
+            &env,
+            &[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=berth.project={project}"),
+            ],
+        )
         .lines()
         .for_each(|id| drop(crate::support::docker(&env, &["rm", "-f", id])));
+    }
     let _ = std::fs::remove_dir_all(hosts_dir);
 }
