@@ -119,6 +119,9 @@ pub struct Deployer {
     options: Options,
     /// Serialises creating projects from images, so two webhooks for one new image make one.
     create_lock: tokio::sync::Mutex<()>,
+    /// Held shared from a pull until its container exists, exclusively to prune images, so
+    /// berth never removes an image it just pulled for another deploy.
+    images: tokio::sync::RwLock<()>,
 }
 
 /// Why a deploy stopped short, and in which state it ended.
@@ -159,6 +162,7 @@ impl Deployer {
             tracker: TaskTracker::new(),
             options,
             create_lock: tokio::sync::Mutex::default(),
+            images: tokio::sync::RwLock::default(),
         })
     }
 
@@ -479,6 +483,7 @@ impl Deployer {
                     ),
                 )
                 .await;
+                self.prune_images(&d).await;
             }
             Err(stop) => {
                 self.set_state(&d, stop.outcome, Some(&stop.reason)).await;
@@ -500,6 +505,7 @@ impl Deployer {
             None => format!("{}:{}", ctx.project.image.name(), d.tag),
         };
 
+        let pulled = self.images.read().await;
         let digest = self
             .step(d, DeployState::Pulling, async {
                 let done = Mutex::new(Vec::<String>::new());
@@ -605,6 +611,7 @@ impl Deployer {
                 Ok((id, format!("started {}", plan.name)))
             })
             .await;
+        drop(pulled);
         let container = match container {
             Ok(c) => c,
             Err(stop) => {
@@ -848,6 +855,46 @@ impl Deployer {
         let _ = self.store.set_instance(&old.id, "live", None, None).await;
         self.log(d, "info", &format!("{domain} points at {} again", old.tag))
             .await;
+    }
+
+    /// Removes local images of the deploy's repository that nothing live, kept or in flight
+    /// uses (setting `prune_images`). Skipped, not waited for, while another deploy is between
+    /// its pull and its container: the next deploy prunes instead.
+    async fn prune_images(&self, d: &DeployRecord) {
+        let Ok(global) = self.store.global_settings().await else {
+            return;
+        };
+        if !global.prune_images {
+            return;
+        }
+        let Ok(_exclusive) = self.images.try_write() else {
+            return;
+        };
+        let Ok(repository) = berth_domain::ImageRef::parse(&d.image).map(|i| i.name()) else {
+            return;
+        };
+        let keep = match self.store.digests_in_use(&repository).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the digests in use; not pruning");
+                return;
+            }
+        };
+        match self.engine.prune_images(&repository, &keep).await {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => {
+                self.log(
+                    d,
+                    "info",
+                    &format!("pruned unused images: {}", removed.join(", ")),
+                )
+                .await
+            }
+            Err(e) => {
+                self.log(d, "warn", &format!("could not prune images: {e}"))
+                    .await
+            }
+        }
     }
 
     /// Removes kept releases beyond the retention, and live instances beyond `max_instances`.

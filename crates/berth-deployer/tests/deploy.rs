@@ -84,7 +84,7 @@ async fn world_full(
         (String::new(), "", env["BERTH_TEST_IMAGE"].clone())
     };
     let seed = format!(
-        "global:\n  domain: {domain}\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: {watch_secs}\n  keep_releases: 2\n{registries}\
+        "global:\n  domain: {domain}\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: {watch_secs}\n  keep_releases: 2\n  prune_images: false\n{registries}\
          projects:\n  {name}:\n{registry}    image: {image}\n    port: 8080\n    healthcheck: {{type: image}}\n    env: {{GREETING: hi}}\n    stages:\n      dev:\n        tag_pattern: '*'\n        auto_deploy: true\n{stages}",
     );
     let store = Store::open(
@@ -923,4 +923,55 @@ async fn an_allow_listed_image_becomes_a_project_from_what_it_declares() {
     assert!(e.to_string().starts_with("pulling"), "{e}");
     assert_eq!(w.store.list_projects().await.unwrap().len(), 2);
     w.cleanup("other").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn images_nothing_uses_any_more_are_pruned_and_the_live_one_is_not() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "pruning", 1).await;
+    w.cleanup("pruning").await;
+    // Its own repository (scripts/testenv pushes it for this test alone), no kept releases.
+    let repo = format!("{}/berth-test/prune", env["BERTH_TEST_REGISTRY"]);
+    let mut p = w.store.project("pruning").await.unwrap().unwrap();
+    p.image = berth_domain::ImageRef::parse(&repo).unwrap();
+    w.store.update_project(&p).await.unwrap();
+    let mut g = w.store.global_settings().await.unwrap();
+    g.prune_images = true;
+    g.keep_releases = 0;
+    w.store.set_global_settings(&g).await.unwrap();
+    let _ = w.engine.prune_images(&repo, &[]).await;
+
+    let d1 = w.deploy("pruning", "v1").await;
+    assert_eq!(w.finished(&d1).await.state, "succeeded");
+    let d2 = w.deploy("pruning", "v2").await;
+    let r2 = w.finished(&d2).await;
+    assert_eq!(r2.state, "succeeded");
+    assert_eq!(w.served().await, "200 v2");
+
+    let v1 = format!("{repo}:v1");
+    let v2 = format!("{repo}:v2");
+    assert!(
+        matches!(
+            w.engine.image_digest(&v1).await,
+            Err(berth_domain::ports::EngineError::NotFound(_))
+        ),
+        "v1 is no longer used and was pruned"
+    );
+    assert_eq!(
+        w.engine.image_digest(&v2).await.unwrap(),
+        r2.digest,
+        "the live image stays"
+    );
+    let logs = w.store.deploy_logs(&d2, 0).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.line.starts_with("pruned unused images:") && l.line.contains(":v1")),
+        "{logs:?}"
+    );
+    // The next deploy pulls what it needs again: pruning never blocks a redeploy.
+    let d3 = w.deploy("pruning", "v1").await;
+    assert_eq!(w.finished(&d3).await.state, "succeeded");
+    assert_eq!(w.served().await, "200 v1");
+    w.cleanup("pruning").await;
+    let _ = w.engine.prune_images(&repo, &[]).await;
 }

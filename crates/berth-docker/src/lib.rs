@@ -326,6 +326,59 @@ impl ContainerEngine for DockerEngine {
         })
     }
 
+    fn prune_images<'a>(
+        &'a self,
+        repository: &'a str,
+        keep: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<String>, EngineError>> {
+        Box::pin(async move {
+            let c = self.client()?;
+            let images = c
+                .list_images(Some(
+                    q::ListImagesOptionsBuilder::default().all(false).build(),
+                ))
+                .await
+                .map_err(|e| self.fail(e))?;
+            let (tag_prefix, digest_prefix) = (format!("{repository}:"), format!("{repository}@"));
+            let mut removed = Vec::new();
+            for image in images {
+                let digests: Vec<&String> = image
+                    .repo_digests
+                    .iter()
+                    .filter(|r| r.starts_with(&digest_prefix))
+                    .collect();
+                let unknown_or_kept = digests.is_empty()
+                    || digests
+                        .iter()
+                        .any(|r| keep.iter().any(|k| r.ends_with(&format!("@{k}"))));
+                if unknown_or_kept {
+                    continue;
+                }
+                let refs = image
+                    .repo_tags
+                    .iter()
+                    .filter(|r| r.starts_with(&tag_prefix))
+                    .chain(digests);
+                for r in refs {
+                    let opts = q::RemoveImageOptionsBuilder::default()
+                        .force(false)
+                        .noprune(false)
+                        .build();
+                    match c.remove_image(r, Some(opts), None).await {
+                        Ok(_) => removed.push(r.clone()),
+                        // In use by a container (409), or already gone (404): leave it.
+                        Err(bollard::errors::Error::DockerResponseServerError {
+                            status_code: 404 | 409,
+                            ..
+                        }) => break,
+                        Err(e) => return Err(self.fail(e)),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+    }
+
     fn ensure_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
             let c = self.client()?;

@@ -31,6 +31,9 @@ pub struct GlobalSettings {
     pub drain_secs: u64,
     /// How long a new release is watched after going live, in seconds.
     pub watch_secs: u64,
+    /// After a deploy, remove local images of the project's repository that no live or kept
+    /// instance and no unfinished deploy uses.
+    pub prune_images: bool,
 }
 
 impl Default for GlobalSettings {
@@ -46,6 +49,7 @@ impl Default for GlobalSettings {
             keep_releases: 3,
             drain_secs: 5,
             watch_secs: 60,
+            prune_images: true,
         }
     }
 }

@@ -129,6 +129,15 @@ pub trait ContainerEngine: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, EngineError>>;
     /// What a pulled image declares: exposed ports, whether it has a HEALTHCHECK, labels.
     fn image_info<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<ImageInfo, EngineError>>;
+    /// Removes this installation's local copies of `repository` whose registry digest is not
+    /// in `keep`: their tag and digest references are removed, and the image with them when
+    /// nothing else refers to it. Images a container uses (running or stopped) and images
+    /// with no registry digest are left alone. Returns the references removed.
+    fn prune_images<'a>(
+        &'a self,
+        repository: &'a str,
+        keep: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<String>, EngineError>>;
     /// Creates the network if it does not exist.
     fn ensure_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
     /// Creates and starts a container from a plan; returns its id. Leaves nothing behind on

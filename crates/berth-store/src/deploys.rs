@@ -343,6 +343,24 @@ impl Store {
         .await?)
     }
 
+    /// The image digests of `repository` (`registry/org/app`) that something still needs: an
+    /// instance that is not removed, or a deploy that has not finished (rollbacks and
+    /// promotions are pinned to one), across every project using the repository.
+    pub async fn digests_in_use(&self, repository: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT i.digest FROM instances i JOIN projects p ON p.id = i.project_id
+              WHERE p.image = ? AND i.status <> 'removed' AND i.digest IS NOT NULL
+             UNION
+             SELECT d.digest FROM deploys d JOIN projects p ON p.id = d.project_id
+              WHERE p.image = ? AND d.finished_at IS NULL AND d.digest IS NOT NULL",
+        )
+        .bind(repository)
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
+    }
+
     /// Every instance id berth still knows (any status but removed): reconciliation removes
     /// containers labelled with an instance id not in this list.
     pub async fn known_instance_ids(&self) -> Result<Vec<String>> {
