@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 mod spa;
 

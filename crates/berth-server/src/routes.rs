@@ -28,6 +28,24 @@ pub struct RouteInfo {
     pub method: String,
     pub path: &'static str,
     pub access: Access,
+    /// One line for the OpenAPI description (and `berth routes`).
+    pub summary: &'static str,
+    /// The JSON body it takes, for the OpenAPI description.
+    #[serde(skip)]
+    pub body: Option<Body>,
+}
+
+/// A request body's schema, by name.
+#[derive(Clone)]
+pub struct Body {
+    pub name: String,
+    pub schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body").field("name", &self.name).finish()
+    }
 }
 
 pub struct Routes {
@@ -62,6 +80,23 @@ impl Routes {
             method: method.to_string(),
             path,
             access,
+            summary: "",
+            body: None,
+        });
+        self
+    }
+
+    /// Describes the route added last.
+    pub fn doc(mut self, summary: &'static str) -> Self {
+        self.table.last_mut().expect("doc follows add").summary = summary;
+        self
+    }
+
+    /// Names the JSON body the route added last takes.
+    pub fn body<T: utoipa::ToSchema>(mut self) -> Self {
+        self.table.last_mut().expect("body follows add").body = Some(Body {
+            name: T::name().into_owned(),
+            schema: T::schema(),
         });
         self
     }

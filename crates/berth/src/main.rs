@@ -53,6 +53,8 @@ enum Command {
     GenKey,
     /// List the API routes and who may call them.
     Routes,
+    /// Print the OpenAPI description of the API (JSON; docs/openapi.json is a copy).
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -88,7 +90,8 @@ fn main() -> ExitCode {
                         include_secrets,
                         output,
                     } => export(config, include_secrets, output).await,
-                    Command::Routes => routes(config).await,
+                    Command::Routes => routes(config, false).await,
+                    Command::Openapi => routes(config, true).await,
                     _ => unreachable!(),
                 }
             });
@@ -453,7 +456,8 @@ async fn export(
     Ok(())
 }
 
-async fn routes(config: Config) -> anyhow::Result<()> {
+/// The route table (`berth routes`), or the OpenAPI description made from it.
+async fn routes(config: Config, openapi: bool) -> anyhow::Result<()> {
     let store = Store::open_in_memory(Keyring::new(Key::generate(), vec![])).await?;
     let engine = DockerEngine::new(config.docker_host);
     let proxy: Arc<dyn berth_domain::ports::ProxyConnector> = Arc::new(berth_npm::NpmConnector);
@@ -470,14 +474,26 @@ async fn routes(config: Config) -> anyhow::Result<()> {
         deployer,
         ServerSettings::default(),
     ));
-    for r in berth_server::router(app).1 {
-        let who = match r.access {
-            berth_server::Access::Public => "public".to_string(),
-            berth_server::Access::Role(role) => role.to_string(),
-        };
-        println!("{:<7} {:<28} {who}", r.method, r.path);
+    let table = berth_server::router(app).1;
+    let out = if openapi {
+        berth_server::openapi::pretty(&table)
+    } else {
+        table
+            .iter()
+            .map(|r| {
+                let who = match r.access {
+                    berth_server::Access::Public => "public".to_string(),
+                    berth_server::Access::Role(role) => role.to_string(),
+                };
+                format!("{:<7} {:<66} {:<9} {}\n", r.method, r.path, who, r.summary)
+            })
+            .collect()
+    };
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().write_all(out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    Ok(())
 }
 
 /// `berth healthcheck`: one plain HTTP/1.0 GET, no TLS, no dependencies; for HEALTHCHECK.

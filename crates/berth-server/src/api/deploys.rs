@@ -26,9 +26,10 @@ fn submit_error(e: SubmitError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookBody {
+    /// The image that was pushed, with its tag: `registry/org/app:tag`.
     image: String,
 }
 
@@ -217,9 +218,10 @@ pub async fn regenerate_webhook(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualDeploy {
+    /// The tag to deploy; it must match the stage's tag pattern.
     tag: String,
     /// Required for stages with `confirm: true`.
     #[serde(default)]
@@ -334,7 +336,7 @@ pub async fn instances(
     Ok(Json(st.store.stage_instances(sid).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
     /// The kept release to go back to; the newest kept one when left out.

@@ -30,133 +30,189 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
     use Method as M;
     Routes::new(state)
         .add(M::GET, "/api/health", PUBLIC, get(health::get))
+        .doc("Liveness and readiness: database, container engine, shutdown")
         .add(M::POST, "/api/auth/login", PUBLIC, post(session::login))
+        .doc("Log in with a password; sets the session cookie")
+        .body::<session::Credentials>()
         .add(M::POST, "/api/auth/token", PUBLIC, post(session::token))
+        .doc("Exchange a password for a script token (Bearer)")
+        .body::<session::Credentials>()
         .add(M::POST, "/api/auth/logout", VIEWER, post(session::logout))
+        .doc("End the current session or revoke the token in use")
         .add(M::GET, "/api/auth/me", VIEWER, get(session::me))
+        .doc("The logged-in user")
         .add(
             M::PUT,
             "/api/auth/password",
             VIEWER,
             put(session::change_password),
         )
+        .doc("Change your password (ends your other sessions)")
+        .body::<session::PasswordChange>()
         .add(M::GET, "/api/containers", VIEWER, get(containers::list))
+        .doc("Every container on the engine")
         .add(M::GET, "/api/projects", VIEWER, get(projects::list))
+        .doc("Projects with their stages")
         .add(M::POST, "/api/projects", ADMIN, post(projects::create))
+        .doc("Create a project (body: a seed.example.yaml project entry as JSON, plus name)")
         .add(
             M::GET,
             "/api/projects/{project}",
             VIEWER,
             get(projects::get),
         )
+        .doc("A project (secrets shown as {\"secret\": true}) and its instances per stage")
         .add(
             M::PUT,
             "/api/projects/{project}",
             ADMIN,
             put(projects::update),
         )
+        .doc("Replace a project's configuration; stages are matched by name")
         .add(
             M::DELETE,
             "/api/projects/{project}",
             ADMIN,
             delete(projects::delete),
         )
+        .doc("Remove a project's containers and routes, then the project")
         .add(
             M::POST,
             "/api/projects/{project}/stages",
             ADMIN,
             post(projects::add_stage),
         )
+        .doc("Add a stage (body: a stage entry as JSON, plus name)")
         .add(
             M::PUT,
             "/api/projects/{project}/stages/{stage}",
             ADMIN,
             put(projects::update_stage),
         )
+        .doc("Replace a stage's configuration")
         .add(
             M::DELETE,
             "/api/projects/{project}/stages/{stage}",
             ADMIN,
             delete(projects::delete_stage),
         )
+        .doc("Remove a stage's containers and routes, then the stage")
         .add(
             M::POST,
             "/api/projects/{project}/stages/{stage}/instances/{instance}/stop",
             DEPLOYER,
             post(projects::stop),
         )
+        .doc("Stop a live instance (its route stays)")
         .add(
             M::POST,
             "/api/projects/{project}/stages/{stage}/instances/{instance}/start",
             DEPLOYER,
             post(projects::start),
         )
+        .doc("Start a stopped instance, health-gated, and route it again")
         .add(
             M::POST,
             "/api/projects/{project}/stages/{stage}/instances/{instance}/restart",
             DEPLOYER,
             post(projects::restart),
         )
+        .doc("Restart a live instance, health-gated")
         .add(
             M::DELETE,
             "/api/projects/{project}/stages/{stage}/instances/{instance}",
             DEPLOYER,
             delete(projects::remove),
         )
+        .doc("Remove an instance's container (and its route if it serves one)")
         .add(
             M::POST,
             "/api/webhook/{secret}",
             PUBLIC,
             post(deploys::webhook),
         )
+        .doc("CI webhook: deploy a pushed image to the stages whose pattern matches (202)")
+        .body::<deploys::WebhookBody>()
         .add(
             M::GET,
             "/api/settings/webhook",
             ADMIN,
             get(deploys::webhook_url),
         )
+        .doc("The secret webhook's path")
         .add(
             M::POST,
             "/api/settings/webhook/regenerate",
             ADMIN,
             post(deploys::regenerate_webhook),
         )
+        .doc("A new webhook secret; the old one stops working at once")
         .add(
             M::POST,
             "/api/projects/{project}/stages/{stage}/deploys",
             DEPLOYER,
             post(deploys::manual),
         )
+        .doc("Deploy a tag to a stage (202 with the deploy id)")
+        .body::<deploys::ManualDeploy>()
         .add(
             M::POST,
             "/api/projects/{project}/stages/{stage}/rollback",
             DEPLOYER,
             post(deploys::rollback),
         )
+        .doc("Roll back to a kept release, pinned to its digest")
+        .body::<deploys::RollbackBody>()
         .add(
             M::GET,
             "/api/projects/{project}/stages/{stage}/instances",
             VIEWER,
             get(deploys::instances),
         )
+        .doc("A stage's instances (live, kept, stopped)")
         .add(M::GET, "/api/events", VIEWER, get(events::events))
+        .doc("Server-sent events: deploy progress and instance changes (?project=)")
         .add(
             M::GET,
             "/api/deploys/{id}/stream",
             VIEWER,
             get(events::deploy_stream),
         )
+        .doc("Server-sent events: one deploy's log from the start until it ends")
         .add(M::GET, "/api/deploys", VIEWER, get(deploys::list))
+        .doc("Recent deploys across all projects")
         .add(M::GET, "/api/deploys/{id}", VIEWER, get(deploys::get))
+        .doc("A deploy with its steps")
         .add(M::GET, "/api/deploys/{id}/logs", VIEWER, get(deploys::logs))
+        .doc("A deploy's log lines (?after= for the next page)")
         .add(M::GET, "/api/settings", VIEWER, get(settings::get))
+        .doc("Global settings")
         .add(M::PUT, "/api/settings", ADMIN, put(settings::put))
+        .doc("Replace the global settings (validated whole)")
         .add(M::GET, "/api/npm", ADMIN, get(npm::get))
+        .doc("The Nginx Proxy Manager connection (password shown as set or not)")
         .add(M::PUT, "/api/npm", ADMIN, put(npm::put))
+        .doc("Set the Nginx Proxy Manager connection")
+        .body::<npm::NpmUpdate>()
         .add(M::DELETE, "/api/npm", ADMIN, delete(npm::delete))
+        .doc("Forget the Nginx Proxy Manager connection")
         .add(M::POST, "/api/npm/test", ADMIN, post(npm::test))
+        .doc("Log in to Nginx Proxy Manager with the stored settings and report")
         .add(M::GET, "/api/config/export", ADMIN, get(config::export))
+        .doc("The configuration as seed YAML (?secrets=true to include them)")
         .add(M::GET, "/api/users", ADMIN, get(users::list))
+        .doc("Users")
         .add(M::GET, "/api/audit", ADMIN, get(users::audit))
+        .doc("The audit log, newest first")
+        .add(M::GET, "/api/openapi.json", VIEWER, get(openapi_json))
+        .doc("This OpenAPI description")
         .finish()
+}
+
+/// `GET /api/openapi.json`: the description of every route, from the same table.
+async fn openapi_json(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> axum::Json<utoipa::openapi::OpenApi> {
+    let (_, table) = routes(st);
+    axum::Json(crate::openapi::document(&table))
 }

@@ -43,14 +43,20 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<SecretString
     Option::<SecretString>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NpmUpdate {
+    /// NPM's admin API, e.g. `http://npm:81`.
     url: String,
+    /// The service account's email.
     email: String,
+    /// Left out: keep the stored password; `null`: clear it; a string: replace it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     password: Option<Option<SecretString>>,
+    /// `container_name` (NPM on berth's network) or `host_port`.
     #[serde(default)]
+    #[schema(value_type = String)]
     upstream: UpstreamMode,
     #[serde(default)]
     certificate_id: Option<u32>,

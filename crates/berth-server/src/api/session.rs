@@ -15,10 +15,11 @@ use berth_crypto::SecretString;
 use berth_store::{Session, SessionKind, User};
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     username: String,
+    #[schema(value_type = String)]
     password: SecretString,
 }
 
@@ -208,10 +209,12 @@ pub async fn me(me: CurrentUser) -> Json<impl Serialize> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    #[schema(value_type = String)]
     current_password: SecretString,
+    #[schema(value_type = String)]
     new_password: SecretString,
 }
 

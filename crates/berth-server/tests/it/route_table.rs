@@ -108,3 +108,41 @@ async fn unknown_api_paths_get_the_envelope_and_never_the_spa() {
     );
     assert_eq!(page.headers["cache-control"], "no-cache");
 }
+
+#[tokio::test]
+async fn the_committed_openapi_description_matches_the_routes() {
+    let t = TestApp::new().await;
+    for r in &t.table {
+        assert!(
+            !r.summary.is_empty(),
+            "{} {} has no .doc(…)",
+            r.method,
+            r.path
+        );
+    }
+    let generated = berth_server::openapi::pretty(&t.table);
+    let committed = include_str!("../../../../docs/openapi.json");
+    assert!(
+        generated == committed,
+        "docs/openapi.json is out of date: run `cargo run -q -p berth -- openapi > docs/openapi.json`"
+    );
+    // Every route is in it, with its access.
+    let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    for r in &t.table {
+        let op = &doc["paths"][r.path][r.method.to_lowercase()];
+        assert!(op.is_object(), "{} {} missing", r.method, r.path);
+        let access = op["x-berth-access"].as_str().unwrap();
+        match r.access {
+            berth_server::Access::Public => assert_eq!(access, "public"),
+            berth_server::Access::Role(role) => {
+                assert_eq!(access, format!("role:{}", role.as_str()));
+                assert!(op["security"].is_array());
+            }
+        }
+    }
+    // And served to any logged-in user.
+    let viewer = t.token(berth_domain::Role::Viewer).await;
+    let served = t.get("/api/openapi.json", Some(&viewer)).await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.json()["paths"], doc["paths"]);
+}
