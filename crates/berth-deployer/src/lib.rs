@@ -953,6 +953,7 @@ impl Deployer {
             }
         }
         self.remove_orphans().await;
+        self.check_routes().await;
         Ok(())
     }
 

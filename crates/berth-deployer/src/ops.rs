@@ -355,4 +355,70 @@ impl Deployer {
             image.name()
         )))
     }
+
+    /// Makes every live instance's route point where the instance is now: after a host
+    /// reboot published ports change, and an NPM restored from an old backup may have lost
+    /// hosts. Returns how many routes were (re)made. Stops at the first proxy error (NPM
+    /// unreachable), logging it: serving continues as it was.
+    pub async fn check_routes(&self) -> usize {
+        let Ok(projects) = self.store.list_projects().await else {
+            return 0;
+        };
+        let mut fixed = 0;
+        for p in projects {
+            for s in &p.stages {
+                let Ok((ctx, stage_id)) = self.stage_ctx(&p.name, &s.name).await else {
+                    continue;
+                };
+                let Some(proxy) = self.proxy_for(&ctx) else {
+                    return fixed; // no proxy configured: nothing to check
+                };
+                let lock = self.lock_for(stage_id);
+                let _stage = lock.lock().await;
+                let live: Vec<_> = self
+                    .store
+                    .stage_instances(stage_id)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|i| i.status == "live")
+                    .take(ctx.stage.max_instances.max(1) as usize)
+                    .collect();
+                for i in live {
+                    let Some(cid) = &i.container_id else { continue };
+                    let Ok((host, port, _)) = self.upstream(&ctx, cid, &i.container_name).await
+                    else {
+                        continue;
+                    };
+                    let domain = Self::instance_domain(&ctx, &i);
+                    let current = match proxy.find_route(&domain).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not check routes");
+                            return fixed;
+                        }
+                    };
+                    if current.as_ref().is_some_and(|r| {
+                        r.enabled && r.forward_host == host && r.forward_port == port
+                    }) {
+                        continue;
+                    }
+                    match proxy
+                        .ensure_route(&Self::route_spec(&ctx, domain.clone(), host, port))
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(domain = %domain, instance.id = %i.id, "routed {domain} to its live instance again");
+                            fixed += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(domain = %domain, error = %e, "could not route a live instance");
+                            return fixed;
+                        }
+                    }
+                }
+            }
+        }
+        fixed
+    }
 }

@@ -975,3 +975,41 @@ async fn images_nothing_uses_any_more_are_pruned_and_the_live_one_is_not() {
     w.cleanup("pruning").await;
     let _ = w.engine.prune_images(&repo, &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_up_points_lost_or_stale_routes_at_the_live_instance_again() {
+    use berth_domain::ports::ProxyConnector;
+    let Some(env) = env() else { return };
+    let w = world(&env, "reroute", 1).await;
+    w.cleanup("reroute").await;
+    let d = w.deploy("reroute", "v1").await;
+    assert_eq!(w.finished(&d).await.state, "succeeded");
+    assert_eq!(w.served().await, "200 v1");
+    assert_eq!(w.deployer.check_routes().await, 0, "nothing to fix");
+
+    // As after a host reboot: the container restarts on another host port.
+    let (_, sid) = w.store.stage_ids("reroute", "dev").await.unwrap().unwrap();
+    let live = w.store.stage_instances(sid).await.unwrap().remove(0);
+    let cid = live.container_id.clone().unwrap();
+    let before = w.engine.inspect(&cid).await.unwrap().published_port;
+    w.engine.stop(&cid, Duration::from_secs(2)).await.unwrap();
+    w.engine.start(&cid).await.unwrap();
+    let after = w.engine.inspect(&cid).await.unwrap().published_port;
+    assert_ne!(before, after, "the engine gave it a new port");
+    w.deployer.reconcile().await.unwrap();
+    assert_eq!(w.served_soon("200 v1").await, "200 v1");
+
+    // As after an NPM restored from an old backup: the host is gone.
+    let npm = w.store.npm_connection().await.unwrap().unwrap();
+    let proxy = berth_npm::NpmConnector.connect(&npm);
+    let route = proxy.find_route(&w.domain).await.unwrap().unwrap();
+    proxy.remove_route(route.id).await.unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while w.served().await.starts_with("200") {
+        assert!(Instant::now() < end, "the route was not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.deployer.reconcile().await.unwrap();
+    assert_eq!(w.served_soon("200 v1").await, "200 v1");
+    w.cleanup("reroute").await;
+}
