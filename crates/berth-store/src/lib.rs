@@ -18,6 +18,7 @@ use std::time::Duration;
 mod audit;
 mod config;
 mod deploys;
+mod hooks;
 mod projects;
 mod secrets;
 mod sessions;
@@ -27,6 +28,7 @@ mod users;
 pub use audit::AuditEntry;
 pub use config::{NpmView, ProjectSummary, SecretUpdate};
 pub use deploys::{DeployRecord, InstanceRecord, LogLine, NewDeploy, StepRecord};
+pub use hooks::{Delivery, HookSourceView, NewDelivery};
 pub use sessions::{Session, SessionKind};
 pub use users::User;
 

@@ -55,6 +55,13 @@ pub struct WebhookAnswer {
     skipped: Vec<Skipped>,
 }
 
+impl WebhookAnswer {
+    /// The deploys it queued.
+    pub fn deploy_ids(&self) -> Vec<String> {
+        self.deploys.iter().map(|q| q.deploy.clone()).collect()
+    }
+}
+
 /// `POST /api/webhook/{secret}` with `{"image": "registry/org/app:tag"}`.
 pub async fn webhook(
     State(st): State<AppState>,
@@ -67,10 +74,39 @@ pub async fn webhook(
         return Err(ApiError::NotFound("no webhook has this secret".into()));
     }
     let image = ImageRef::parse(&body.image).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let answer = dispatch(&st, &image, None, "webhook", &addr).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// The digest of a stage's newest live instance.
+async fn live_digest(st: &AppState, project: &str, stage: &str) -> ApiResult<Option<String>> {
+    let Some((_, sid)) = st.store.stage_ids(project, stage).await? else {
+        return Ok(None);
+    };
+    Ok(st
+        .store
+        .stage_instances(sid)
+        .await?
+        .into_iter()
+        .find(|i| i.status == "live")
+        .and_then(|i| i.digest))
+}
+
+/// What an "image pushed" means: the project for its repository (created from the image
+/// when the allow-list permits), and a deploy for every stage whose pattern matches and that
+/// deploys automatically. A digest already live in a stage is not deployed again. The
+/// generic webhook and the webhook gateway share it; `actor` names the source.
+pub async fn dispatch(
+    st: &AppState,
+    image: &ImageRef,
+    digest: Option<&str>,
+    actor: &str,
+    addr: &str,
+) -> ApiResult<WebhookAnswer> {
     let tag = image
         .tag
         .clone()
-        .ok_or_else(|| ApiError::BadRequest(format!("image {:?} names no tag", body.image)))?;
+        .ok_or_else(|| ApiError::BadRequest(format!("image {image} names no tag")))?;
     let projects = st
         .store
         .export_seed(berth_config::seed::IncludeSecrets::No)
@@ -89,15 +125,15 @@ pub async fn webhook(
             .allows_image(&image.name()) =>
         {
             // Allow-listed: make the project from what the image declares.
-            match st.deployer.create_from_image(&image).await {
+            match st.deployer.create_from_image(image).await {
                 Ok(p) => {
                     created = true;
                     st.store
                         .audit(
-                            "webhook",
+                            actor,
                             "project.created_from_image",
                             Some(p.name.as_str()),
-                            Some(&addr),
+                            Some(addr),
                             Some(serde_json::json!({"image": image.to_string(), "port": p.port})),
                         )
                         .await?;
@@ -106,10 +142,10 @@ pub async fn webhook(
                 Err(e) => {
                     st.store
                         .audit(
-                            "webhook",
+                            actor,
                             "webhook.rejected",
                             Some(&image.to_string()),
-                            Some(&addr),
+                            Some(addr),
                             Some(serde_json::json!({"reason": e.to_string()})),
                         )
                         .await?;
@@ -120,10 +156,10 @@ pub async fn webhook(
         None => {
             st.store
                 .audit(
-                    "webhook",
+                    actor,
                     "webhook.rejected",
                     Some(&image.to_string()),
-                    Some(&addr),
+                    Some(addr),
                     Some(serde_json::json!({"reason": "no project for this image"})),
                 )
                 .await?;
@@ -157,13 +193,23 @@ pub async fn webhook(
                 stage: name,
                 reason: "this stage deploys only by promotion or with confirmation".into(),
             });
+        } else if let Some(dg) = digest
+            && live_digest(st, project.name.as_str(), &name)
+                .await?
+                .as_deref()
+                == Some(dg)
+        {
+            answer.skipped.push(Skipped {
+                stage: name,
+                reason: format!("{dg} is already live"),
+            });
         } else {
             let req = DeployRequest {
                 project: project.name.to_string(),
                 stage: name.clone(),
                 tag: tag.clone(),
                 trigger: Trigger::Webhook,
-                actor: "webhook".into(),
+                actor: actor.into(),
                 digest: None,
                 confirmed: false,
             };
@@ -176,14 +222,14 @@ pub async fn webhook(
     }
     st.store
         .audit(
-            "webhook",
+            actor,
             "webhook.accepted",
             Some(&image.to_string()),
-            Some(&addr),
+            Some(addr),
             Some(serde_json::json!({"deploys": answer.deploys.len()})),
         )
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(answer)))
+    Ok(answer)
 }
 
 #[derive(Serialize)]

@@ -13,6 +13,7 @@ mod containers;
 mod deploys;
 mod events;
 mod health;
+mod hooks;
 mod npm;
 mod projects;
 mod session;
@@ -170,6 +171,26 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
             get(deploys::instances),
         )
         .doc("A stage's instances (live, kept, stopped)")
+        .add(M::POST, "/api/hooks/{source}", PUBLIC, post(hooks::signed))
+        .doc("Webhook gateway for senders that sign (github, gitea, forgejo, gitlab, harbor, distribution)")
+        .add(
+            M::POST,
+            "/api/hooks/{source}/{secret}",
+            PUBLIC,
+            post(hooks::with_secret),
+        )
+        .doc("Webhook gateway for senders that cannot sign (dockerhub, quay, generic): the secret is in the URL")
+        .add(M::GET, "/api/settings/hooks", ADMIN, get(hooks::list))
+        .doc("Webhook sources: how each authenticates, its path, whether a secret is set")
+        .add(
+            M::POST,
+            "/api/settings/hooks/{source}/secret",
+            ADMIN,
+            post(hooks::regenerate),
+        )
+        .doc("A new secret for a webhook source, shown once; the old one stops working")
+        .add(M::GET, "/api/deliveries", VIEWER, get(hooks::deliveries))
+        .doc("Webhook deliveries, newest first, with what became of each (?source=&limit=)")
         .add(M::GET, "/api/events", VIEWER, get(events::events))
         .doc("Server-sent events: deploy progress and instance changes (?project=)")
         .add(

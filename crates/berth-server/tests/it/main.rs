@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod errors;
 mod events;
+mod hooks;
 mod projects;
 mod route_table;
 mod settings;

@@ -1,0 +1,267 @@
+//! The webhook gateway through the real router: per-source secrets, signatures checked before
+//! anything is read, every delivery recorded, retries and repeated pushes deployed once.
+
+use crate::support::{EXAMPLE_SEED, TestApp};
+use axum::body::Body;
+use axum::http::{Method, Request};
+use berth_domain::Role;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(body);
+    hex::encode(m.finalize().into_bytes())
+}
+
+async fn post(
+    t: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> crate::support::Answer {
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    t.send(b.body(Body::from(body.to_vec())).unwrap()).await
+}
+
+async fn secret_for(t: &TestApp, admin: &str, source: &str) -> (String, String) {
+    let a = t
+        .call(
+            Method::POST,
+            &format!("/api/settings/hooks/{source}/secret"),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let v = a.json();
+    (
+        v["secret"].as_str().unwrap().to_string(),
+        v["path"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Gitea's package event for the example seed's project (stage dev takes `dev-*`).
+fn gitea_push(tag: &str) -> Vec<u8> {
+    json!({
+        "action": "created",
+        "package": {
+            "type": "container", "name": "web-app-launcher", "version": tag,
+            "owner": {"login": "alexei"},
+            "html_url": "https://git.example.com/alexei/-/packages/container/web-app-launcher/1"
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn deliveries(t: &TestApp, token: &str) -> Vec<Value> {
+    t.get("/api/deliveries?source=gitea", Some(token))
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_signed_forge_push_deploys_once_and_every_delivery_is_recorded() {
+    let t = TestApp::builder().seed(EXAMPLE_SEED).build().await;
+    let admin = t.token(Role::Admin).await;
+    let viewer = t.token(Role::Viewer).await;
+
+    // No secret yet: refused, and recorded.
+    let body = gitea_push("dev-1a2b3c");
+    post(&t, "/api/hooks/gitea", &[], &body).await.error(404);
+    let (secret, path) = secret_for(&t, &admin, "gitea").await;
+    assert_eq!(path, "/api/hooks/gitea");
+    let list = t.get("/api/settings/hooks", Some(&admin)).await.json();
+    let gitea = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "gitea")
+        .unwrap();
+    assert_eq!(gitea["configured"], true);
+    assert_eq!(gitea["auth"], "hmac");
+    assert!(
+        !list.to_string().contains(&secret),
+        "the secret is shown once only"
+    );
+
+    // Bad and missing signatures: 401, nothing deployed.
+    let wrong = sign("not-the-secret", &body);
+    for h in [vec![("X-Gitea-Signature", wrong.as_str())], vec![]] {
+        let msg = post(&t, "/api/hooks/gitea", &h, &body).await.error(401);
+        assert!(msg.contains("not signed"), "{msg}");
+    }
+    // A signature over another body does not carry over.
+    let sig = sign(&secret, &body);
+    post(
+        &t,
+        "/api/hooks/gitea",
+        &[("X-Gitea-Signature", sig.as_str())],
+        &gitea_push("dev-other"),
+    )
+    .await
+    .error(401);
+    assert_eq!(t.get("/api/deploys", Some(&viewer)).await.json(), json!([]));
+
+    // Signed: accepted, one deploy queued for dev.
+    let headers = [
+        ("X-Gitea-Signature", sig.as_str()),
+        ("X-Gitea-Delivery", "d-1"),
+        ("X-Gitea-Event", "package"),
+    ];
+    let a = post(&t, "/api/hooks/gitea", &headers, &body).await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    let v = a.json();
+    assert_eq!(v["outcome"], "accepted");
+    assert_eq!(v["results"][0]["project"], "web-app-launcher");
+    assert_eq!(v["results"][0]["deploys"][0]["stage"], "dev");
+    // Gitea retries the same delivery: recorded, deployed nothing.
+    let a = post(&t, "/api/hooks/gitea", &headers, &body).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["outcome"], "duplicate");
+    let deploys = t.get("/api/deploys", Some(&viewer)).await.json();
+    assert_eq!(deploys.as_array().unwrap().len(), 1, "{deploys}");
+    assert_eq!(deploys[0]["actor"], "gitea");
+
+    // Not a push: 200, recorded as ignored with the reason.
+    let deleted = json!({"action": "deleted", "package": {"type": "container"}}).to_string();
+    let sig2 = sign(&secret, deleted.as_bytes());
+    let a = post(
+        &t,
+        "/api/hooks/gitea",
+        &[("X-Gitea-Signature", sig2.as_str())],
+        deleted.as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["outcome"], "ignored");
+
+    // Signed garbage: 400 with the parser's words, recorded as rejected.
+    let junk = b"{\"action\": \"created\", \"package\": {\"type\": \"container\"}}";
+    let sig3 = sign(&secret, junk);
+    let msg = post(
+        &t,
+        "/api/hooks/gitea",
+        &[("X-Gitea-Signature", sig3.as_str())],
+        junk,
+    )
+    .await
+    .error(400);
+    assert!(msg.contains("package.version"), "{msg}");
+
+    let outcomes: Vec<String> = deliveries(&t, &viewer)
+        .await
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "rejected",
+            "ignored",
+            "duplicate",
+            "accepted",
+            "rejected",
+            "rejected",
+            "rejected",
+            "rejected"
+        ],
+        "newest first"
+    );
+    // Regenerating stops the old secret at once.
+    let (_new, _) = secret_for(&t, &admin, "gitea").await;
+    post(&t, "/api/hooks/gitea", &headers, &body)
+        .await
+        .error(401);
+}
+
+#[tokio::test]
+async fn url_secret_sources_and_repeated_digests() {
+    let t = TestApp::builder().seed(EXAMPLE_SEED).build().await;
+    let admin = t.token(Role::Admin).await;
+    let viewer = t.token(Role::Viewer).await;
+    let (secret, path) = secret_for(&t, &admin, "generic").await;
+    assert_eq!(path, format!("/api/hooks/generic/{secret}"));
+    let body =
+        br#"{"image": "git.example.com/alexei/web-app-launcher:dev-77", "digest": "sha256:aaaa"}"#;
+    post(&t, "/api/hooks/generic/wrong-secret", &[], body)
+        .await
+        .error(404);
+    post(&t, "/api/hooks/generic", &[], body).await.error(404);
+    post(&t, "/api/hooks/github/some-secret", &[], body)
+        .await
+        .error(404);
+    post(&t, "/api/hooks/nonsense", &[], body).await.error(404);
+    let a = post(&t, &path, &[], body).await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    // The same image and digest again (a registry notifying twice): deployed once.
+    let a = post(&t, &path, &[], body).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["outcome"], "duplicate");
+    let deploys = t.get("/api/deploys", Some(&viewer)).await.json();
+    assert_eq!(deploys.as_array().unwrap().len(), 1, "{deploys}");
+    // An image no project deploys: 404, recorded as rejected with the reason.
+    let other = br#"{"image": "git.example.com/alexei/unknown:v1"}"#;
+    let msg = post(&t, &path, &[], other).await.error(404);
+    assert!(msg.contains("no project"), "{msg}");
+    let d = t
+        .get("/api/deliveries?source=generic", Some(&viewer))
+        .await
+        .json();
+    assert_eq!(d[0]["outcome"], "rejected");
+    assert!(d[0]["reason"].as_str().unwrap().contains("no project"));
+    t.get("/api/deliveries?source=nope", Some(&viewer))
+        .await
+        .error(404);
+
+    // A digest already live in the stage is not deployed again.
+    let (pid, sid) = t
+        .app
+        .store
+        .stage_ids("web-app-launcher", "dev")
+        .await
+        .unwrap()
+        .unwrap();
+    t.app
+        .store
+        .create_instance(&berth_store::InstanceRecord {
+            id: "live-1".into(),
+            project_id: pid,
+            stage_id: sid,
+            deploy_id: None,
+            container_id: Some("c1".into()),
+            container_name: "berth-web-app-launcher-dev-live".into(),
+            tag: "dev-live".into(),
+            digest: Some("sha256:bbbb".into()),
+            subdomain: "stage-dev-web-app-launcher".into(),
+            status: "live".into(),
+            route_id: None,
+            created_at: "2026-11-23T00:00:00.000Z".into(),
+            updated_at: "2026-11-23T00:00:00.000Z".into(),
+        })
+        .await
+        .unwrap();
+    let same = br#"{"image": "git.example.com/alexei/web-app-launcher:dev-again", "digest": "sha256:bbbb"}"#;
+    let a = post(&t, &path, &[], same).await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    let v = a.json();
+    assert_eq!(v["results"][0]["deploys"], json!([]), "{v}");
+    assert!(
+        v["results"][0]["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already live"),
+        "{v}"
+    );
+}
