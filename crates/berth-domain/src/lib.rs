@@ -14,6 +14,7 @@ pub mod ports;
 pub mod role;
 pub mod subdomain;
 pub mod tag_pattern;
+pub mod tags;
 
 pub use image::ImageRef;
 pub use names::{NameError, ProjectName, StageName, Username};

@@ -226,3 +226,30 @@ pub trait ProxyManager: Send + Sync {
 pub trait ProxyConnector: Send + Sync {
     fn connect(&self, settings: &crate::model::NpmSettings) -> std::sync::Arc<dyn ProxyManager>;
 }
+
+/// An image as its registry describes it, read without a pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteImage {
+    pub info: ImageInfo,
+    /// Creation time (RFC 3339), when the config says it.
+    pub created: Option<String>,
+    /// The manifest digest read (the platform's, for multi-platform images).
+    pub digest: String,
+}
+
+/// A container registry's API, as berth needs it: tags and image configs without a pull.
+/// Errors are sentences for the operator ("the registry refused the credentials (401)").
+pub trait ImageRegistry: Send + Sync {
+    /// Every tag of `image`'s repository.
+    fn tags<'a>(
+        &'a self,
+        image: &'a crate::ImageRef,
+        auth: Option<&'a RegistryAuth>,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>>;
+    /// The config of `image` (tag or digest) for the engine's platform.
+    fn inspect<'a>(
+        &'a self,
+        image: &'a crate::ImageRef,
+        auth: Option<&'a RegistryAuth>,
+    ) -> BoxFuture<'a, Result<RemoteImage, String>>;
+}

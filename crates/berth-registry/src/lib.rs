@@ -526,3 +526,43 @@ async fn read_json(r: reqwest::Response) -> Result<serde_json::Value> {
     }
     serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol(format!("not JSON: {e}")))
 }
+
+impl berth_domain::ports::ImageRegistry for RegistryClient {
+    fn tags<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: Option<&'a berth_domain::ports::RegistryAuth>,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<Vec<String>, String>> {
+        Box::pin(async move {
+            let creds = auth.map(|a| Credentials {
+                username: a.username.clone(),
+                password: a.password.clone(),
+            });
+            RegistryClient::tags(self, image, creds.as_ref())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: Option<&'a berth_domain::ports::RegistryAuth>,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<berth_domain::ports::RemoteImage, String>>
+    {
+        Box::pin(async move {
+            let creds = auth.map(|a| Credentials {
+                username: a.username.clone(),
+                password: a.password.clone(),
+            });
+            let c = RegistryClient::inspect(self, image, &Platform::host(), creds.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(berth_domain::ports::RemoteImage {
+                info: c.info,
+                created: c.created,
+                digest: c.manifest_digest,
+            })
+        })
+    }
+}

@@ -60,6 +60,8 @@ pub struct App {
     /// Makes Nginx Proxy Manager clients from the stored connection settings.
     pub proxy: Arc<dyn ProxyConnector>,
     pub deployer: Arc<berth_deployer::Deployer>,
+    /// Registries' APIs: tags and image configs without a pull.
+    pub registry: Arc<dyn berth_domain::ports::ImageRegistry>,
     pub throttle: LoginThrottle,
     pub settings: ServerSettings,
     /// Set when berth is shutting down: health says so, so a load balancer drains it.
@@ -81,6 +83,7 @@ impl App {
             engine,
             proxy,
             deployer,
+            registry: Arc::new(berth_registry::RegistryClient::new()),
             throttle: LoginThrottle::default(),
             settings,
             shutting_down: Default::default(),

@@ -11,7 +11,7 @@ use berth_domain::deploy::Trigger;
 use berth_store::{DeployRecord, InstanceRecord, LogLine, StepRecord};
 use serde::{Deserialize, Serialize};
 
-fn submit_error(e: SubmitError) -> ApiError {
+pub(crate) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::UnknownProject(_) | SubmitError::UnknownStage(..) => {
             ApiError::NotFound(e.to_string())

@@ -14,6 +14,7 @@ mod deploys;
 mod events;
 mod health;
 mod hooks;
+mod images;
 mod npm;
 mod projects;
 mod session;
@@ -191,6 +192,19 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
         .doc("A new secret for a webhook source, shown once; the old one stops working")
         .add(M::GET, "/api/deliveries", VIEWER, get(hooks::deliveries))
         .doc("Webhook deliveries, newest first, with what became of each (?source=&limit=)")
+        .add(M::POST, "/api/deploy/inspect", DEPLOYER, post(images::inspect))
+        .doc("What berth would make of an image, read from its registry without a pull")
+        .body::<images::InspectBody>()
+        .add(M::POST, "/api/deploy/quick", ADMIN, post(images::quick))
+        .doc("Create a project for an image and deploy it in one step (202)")
+        .body::<images::QuickBody>()
+        .add(
+            M::GET,
+            "/api/projects/{project}/stages/{stage}/tags",
+            VIEWER,
+            get(images::stage_tags),
+        )
+        .doc("The tags a stage can deploy, newest first (promotion stages: tags live in the source)")
         .add(M::GET, "/api/events", VIEWER, get(events::events))
         .doc("Server-sent events: deploy progress and instance changes (?project=)")
         .add(

@@ -8,6 +8,7 @@ mod auth;
 mod errors;
 mod events;
 mod hooks;
+mod images;
 mod projects;
 mod route_table;
 mod settings;
