@@ -30,9 +30,11 @@ use tokio_util::task::TaskTracker;
 mod health;
 mod notify;
 mod ops;
+mod poller;
 pub use health::Probe;
 pub use notify::{ATTEMPTS as NOTIFY_ATTEMPTS, Notification};
 pub use ops::{InstanceAction, OpError};
+pub use poller::Poller;
 
 /// A request to bring `tag` live in a stage.
 #[derive(Debug, Clone)]

@@ -1013,3 +1013,122 @@ async fn start_up_points_lost_or_stale_routes_at_the_live_instance_again() {
     assert_eq!(w.served_soon("200 v1").await, "200 v1");
     w.cleanup("reroute").await;
 }
+
+/// Publishes `berth-test/app:{from}` as `{repo}:{tag}` through the registry API (blobs
+/// mounted across repositories, the manifest put under the new tag): a CI push, without an
+/// engine.
+async fn publish(reg: &str, from: &str, repo: &str, tag: &str) {
+    let c = reqwest::Client::new();
+    let accept = "application/vnd.docker.distribution.manifest.v2+json";
+    let manifest = c
+        .get(format!("http://{reg}/v2/berth-test/app/manifests/{from}"))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    for l in m["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    for d in blobs {
+        let r = c
+            .post(format!(
+                "http://{reg}/v2/{repo}/blobs/uploads/?mount={d}&from=berth-test/app"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            201,
+            "mount {d}: {}",
+            r.text().await.unwrap()
+        );
+    }
+    let r = c
+        .put(format!("http://{reg}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", accept)
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_poller_deploys_new_and_re_pushed_tags_once_and_backs_off_on_errors() {
+    let Some(env) = env() else { return };
+    let reg = env["BERTH_TEST_REGISTRY"].clone();
+    let w = world(&env, "polled", 1).await;
+    w.cleanup("polled").await;
+    // A repository of its own, fresh per run, so other tests' tags do not show up.
+    let repo = format!("berth-test/polled-{}", std::process::id());
+    let mut p = w.store.project("polled").await.unwrap().unwrap();
+    p.image = berth_domain::ImageRef::parse(&format!("{reg}/{repo}")).unwrap();
+    p.stages[0].tag_pattern = berth_domain::TagPattern::parse("v*").unwrap();
+    w.store.update_project(&p).await.unwrap();
+    let poller = berth_deployer::Poller::new(
+        w.deployer.clone(),
+        w.store.clone(),
+        Arc::new(berth_registry::RegistryClient::new()),
+    );
+
+    publish(&reg, "v1", &repo, "v1").await;
+    let queued = poller.poll("polled").await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let d = w.finished(&queued[0]).await;
+    assert_eq!(
+        (d.state.as_str(), d.tag.as_str(), d.trigger.as_str()),
+        ("succeeded", "v1", "poll")
+    );
+    assert_eq!(w.served().await, "200 v1");
+    assert!(
+        poller.poll("polled").await.unwrap().is_empty(),
+        "nothing new"
+    );
+
+    // A newer version, by version order (v10 > v9 > v2, whatever the registry's order).
+    publish(&reg, "v2", &repo, "v2").await;
+    publish(&reg, "v3", &repo, "v10").await;
+    let queued = poller.poll("polled").await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let d = w.finished(&queued[0]).await;
+    assert_eq!((d.state.as_str(), d.tag.as_str()), ("succeeded", "v10"));
+    assert_eq!(w.served().await, "200 v3");
+
+    // The same tag pushed again with other content: a new digest, deployed once.
+    publish(&reg, "v4", &repo, "v10").await;
+    let queued = poller.poll("polled").await.unwrap();
+    assert_eq!(queued.len(), 1, "a re-pushed tag");
+    assert_eq!(w.finished(&queued[0]).await.state, "succeeded");
+    assert_eq!(w.served().await, "200 v4");
+    assert!(poller.poll("polled").await.unwrap().is_empty());
+    let status = w.store.poll_status("polled").await.unwrap().unwrap();
+    assert_eq!((status.failures, status.last_error), (0, None));
+
+    // The registry goes away: recorded, and the next look backs off.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("127.0.0.1:{}/{repo}", closed.local_addr().unwrap().port());
+    drop(closed);
+    p.image = berth_domain::ImageRef::parse(&dead).unwrap();
+    w.store.update_project(&p).await.unwrap();
+    let interval = w.store.global_settings().await.unwrap().poll_interval_secs as i64;
+    let mut waits = Vec::new();
+    for failures in 1..=2 {
+        let e = poller.poll("polled").await.unwrap_err();
+        assert!(e.contains("cannot connect"), "{e}");
+        let s = w.store.poll_status("polled").await.unwrap().unwrap();
+        assert_eq!(s.failures, failures);
+        let next = chrono::DateTime::parse_from_rfc3339(&s.next_check).unwrap();
+        let checked =
+            chrono::DateTime::parse_from_rfc3339(s.last_checked.as_deref().unwrap()).unwrap();
+        waits.push((next - checked).num_seconds());
+    }
+    assert_eq!(waits, [interval * 2, interval * 4], "doubling back-off");
+    assert_eq!(w.served().await, "200 v4", "serving is untouched");
+    w.cleanup("polled").await;
+}

@@ -246,6 +246,13 @@ pub trait ImageRegistry: Send + Sync {
         image: &'a crate::ImageRef,
         auth: Option<&'a RegistryAuth>,
     ) -> BoxFuture<'a, Result<Vec<String>, String>>;
+    /// The digest of the tag's manifest (of its index, for multi-platform images): the
+    /// digest the engine records when it pulls the tag.
+    fn digest<'a>(
+        &'a self,
+        image: &'a crate::ImageRef,
+        auth: Option<&'a RegistryAuth>,
+    ) -> BoxFuture<'a, Result<String, String>>;
     /// The config of `image` (tag or digest) for the engine's platform.
     fn inspect<'a>(
         &'a self,

@@ -23,6 +23,11 @@ fn semver(tag: &str) -> Option<(u64, u64, u64, bool, String)> {
     ))
 }
 
+/// Whether a tag reads as a version (`v1.2.3`, `1.2`, `2.0.0-rc.1`).
+pub fn is_version(tag: &str) -> bool {
+    semver(tag).is_some()
+}
+
 /// Sorts tags newest first: tags that read as versions by version (a release above its
 /// pre-releases), then the others in the reverse of the order given (registries list them
 /// oldest first or alphabetically; callers with creation times sort those themselves).

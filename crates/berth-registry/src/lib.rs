@@ -544,6 +544,22 @@ impl berth_domain::ports::ImageRegistry for RegistryClient {
         })
     }
 
+    fn digest<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: Option<&'a berth_domain::ports::RegistryAuth>,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<String, String>> {
+        Box::pin(async move {
+            let creds = auth.map(|a| Credentials {
+                username: a.username.clone(),
+                password: a.password.clone(),
+            });
+            RegistryClient::digest(self, image, creds.as_ref())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn inspect<'a>(
         &'a self,
         image: &'a ImageRef,

@@ -507,3 +507,55 @@ mod tests {
         assert!(s.project_for_deploy("nope").await.unwrap().is_none());
     }
 }
+
+/// The registry poller's view of one project.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct PollStatus {
+    pub last_checked: Option<String>,
+    pub last_error: Option<String>,
+    pub failures: i64,
+    pub next_check: String,
+}
+
+impl Store {
+    /// The poller's status of a project, if it has looked at it.
+    pub async fn poll_status(&self, project: &str) -> Result<Option<PollStatus>> {
+        Ok(sqlx::query_as(
+            "SELECT s.last_checked, s.last_error, s.failures, s.next_check
+               FROM poll_status s JOIN projects p ON p.id = s.project_id WHERE p.name = ?",
+        )
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records a poll of a project.
+    pub async fn set_poll_status(&self, project: &str, s: &PollStatus) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO poll_status (project_id, last_checked, last_error, failures, next_check)
+             SELECT id, ?, ?, ?, ? FROM projects WHERE name = ?
+             ON CONFLICT (project_id) DO UPDATE SET last_checked = excluded.last_checked,
+               last_error = excluded.last_error, failures = excluded.failures, next_check = excluded.next_check",
+        )
+        .bind(&s.last_checked)
+        .bind(&s.last_error)
+        .bind(s.failures)
+        .bind(&s.next_check)
+        .bind(project)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest deploy of a stage (any state).
+    pub async fn last_deploy(&self, stage_id: i64) -> Result<Option<DeployRecord>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            deploy_cols!(),
+            " FROM deploys d JOIN projects p ON p.id = d.project_id JOIN stages s ON s.id = d.stage_id WHERE d.stage_id = ? ORDER BY d.id DESC LIMIT 1"
+        ))
+        .bind(stage_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}

@@ -27,7 +27,7 @@ mod users;
 
 pub use audit::AuditEntry;
 pub use config::{NpmView, ProjectSummary, SecretUpdate};
-pub use deploys::{DeployRecord, InstanceRecord, LogLine, NewDeploy, StepRecord};
+pub use deploys::{DeployRecord, InstanceRecord, LogLine, NewDeploy, PollStatus, StepRecord};
 pub use hooks::{Delivery, HookSourceView, NewDelivery};
 pub use sessions::{Session, SessionKind};
 pub use users::User;

@@ -368,6 +368,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         deployer.clone(),
         settings,
     ));
+    {
+        // The registry poller: new tags for stages that deploy automatically.
+        let poller = Arc::new(berth_deployer::Poller::new(
+            deployer.clone(),
+            store.clone(),
+            app.registry.clone(),
+        ));
+        tracker.spawn(poller.run(cancel.clone()));
+    }
     let (router, _) = berth_server::router(app.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

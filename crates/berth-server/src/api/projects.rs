@@ -40,6 +40,8 @@ pub async fn list(State(st): State<AppState>) -> ApiResult<Json<Vec<ProjectSumma
 pub struct ProjectDetail {
     project: Value,
     instances: BTreeMap<String, Vec<InstanceRecord>>,
+    /// The registry poller's last look at the project (null before the first).
+    source: Option<berth_store::PollStatus>,
 }
 
 async fn detail(st: &AppState, name: &str) -> ApiResult<ProjectDetail> {
@@ -53,6 +55,7 @@ async fn detail(st: &AppState, name: &str) -> ApiResult<ProjectDetail> {
     Ok(ProjectDetail {
         project: project_to_json(&p),
         instances,
+        source: st.store.poll_status(name).await?,
     })
 }
 
