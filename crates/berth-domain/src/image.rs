@@ -294,3 +294,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// Any input: an error with a reason, or a reference that prints back to itself.
+        #[test]
+        fn never_panics_and_what_parses_round_trips(s in "[ -~]{0,80}") {
+            match ImageRef::parse(&s) {
+                Ok(r) => {
+                    let again = ImageRef::parse(&r.to_string()).unwrap();
+                    prop_assert_eq!(again, r);
+                }
+                Err(e) => prop_assert!(!e.reason.is_empty()),
+            }
+        }
+
+        /// Reference-shaped input (what webhooks send) parses, keeping tag and registry.
+        #[test]
+        fn well_formed_references_parse(
+            host in "[a-z]([a-z0-9-]{0,8}[a-z0-9])?\\.[a-z]{2,4}(:[1-9][0-9]{1,4})?",
+            path in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+            tag in "[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}",
+        ) {
+            let r = ImageRef::parse(&format!("{host}/{path}:{tag}")).unwrap();
+            prop_assert_eq!(r.registry, host);
+            prop_assert_eq!(r.repository, path);
+            prop_assert_eq!(r.tag.as_deref(), Some(tag.as_str()));
+        }
+    }
+}
