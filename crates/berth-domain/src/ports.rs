@@ -253,6 +253,14 @@ pub trait ImageRegistry: Send + Sync {
         image: &'a crate::ImageRef,
         auth: Option<&'a RegistryAuth>,
     ) -> BoxFuture<'a, Result<String, String>>;
+    /// Checks that `registry` (`host[:port]`) answers and accepts the credentials; with a
+    /// repository, that they may pull it.
+    fn check<'a>(
+        &'a self,
+        registry: &'a str,
+        repository: Option<&'a str>,
+        auth: Option<&'a RegistryAuth>,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// The config of `image` (tag or digest) for the engine's platform.
     fn inspect<'a>(
         &'a self,

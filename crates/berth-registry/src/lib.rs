@@ -544,6 +544,23 @@ impl berth_domain::ports::ImageRegistry for RegistryClient {
         })
     }
 
+    fn check<'a>(
+        &'a self,
+        registry: &'a str,
+        repository: Option<&'a str>,
+        auth: Option<&'a berth_domain::ports::RegistryAuth>,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async move {
+            let creds = auth.map(|a| Credentials {
+                username: a.username.clone(),
+                password: a.password.clone(),
+            });
+            RegistryClient::check(self, registry, repository, creds.as_ref())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn digest<'a>(
         &'a self,
         image: &'a ImageRef,

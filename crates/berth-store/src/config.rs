@@ -47,13 +47,13 @@ pub enum SecretUpdate {
 }
 
 #[derive(sqlx::FromRow)]
-struct RegistryRow {
-    id: i64,
-    name: String,
-    kind: String,
-    url: String,
-    username: Option<String>,
-    secret_id: Option<i64>,
+pub(crate) struct RegistryRow {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) url: String,
+    pub(crate) username: Option<String>,
+    pub(crate) secret_id: Option<i64>,
 }
 
 /// A project as a list shows it.

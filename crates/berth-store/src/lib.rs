@@ -20,6 +20,7 @@ mod config;
 mod deploys;
 mod hooks;
 mod projects;
+mod registries;
 mod secrets;
 mod sessions;
 mod settings;
@@ -29,6 +30,7 @@ pub use audit::AuditEntry;
 pub use config::{NpmView, ProjectSummary, SecretUpdate};
 pub use deploys::{DeployRecord, InstanceRecord, LogLine, NewDeploy, PollStatus, StepRecord};
 pub use hooks::{Delivery, HookSourceView, NewDelivery};
+pub use registries::RegistryView;
 pub use sessions::{Session, SessionKind};
 pub use users::User;
 

@@ -17,6 +17,7 @@ mod hooks;
 mod images;
 mod npm;
 mod projects;
+mod registries;
 mod session;
 mod settings;
 mod users;
@@ -205,6 +206,33 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
             get(images::stage_tags),
         )
         .doc("The tags a stage can deploy, newest first (promotion stages: tags live in the source)")
+        .add(M::GET, "/api/registries", DEPLOYER, get(registries::list))
+        .doc("Registries (credentials shown only as set or not)")
+        .add(M::POST, "/api/registries", ADMIN, post(registries::create))
+        .doc("Add a registry")
+        .body::<registries::RegistryBody>()
+        .add(
+            M::PUT,
+            "/api/registries/{name}",
+            ADMIN,
+            put(registries::update),
+        )
+        .doc("Update a registry (password: left out keeps it, null clears it)")
+        .body::<registries::RegistryBody>()
+        .add(
+            M::DELETE,
+            "/api/registries/{name}",
+            ADMIN,
+            delete(registries::delete),
+        )
+        .doc("Delete a registry no project pulls through")
+        .add(
+            M::POST,
+            "/api/registries/{name}/test",
+            ADMIN,
+            post(registries::test),
+        )
+        .doc("Log in to a registry with its stored credentials; 502 says what failed (?repository=)")
         .add(M::GET, "/api/events", VIEWER, get(events::events))
         .doc("Server-sent events: deploy progress and instance changes (?project=)")
         .add(

@@ -39,7 +39,9 @@ impl From<NpmView> for NpmAnswer {
 }
 
 /// Absent → `None` (keep); `null` → `Some(None)` (clear); a string → `Some(Some(_))`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<SecretString>>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<SecretString>>, D::Error> {
     Option::<SecretString>::deserialize(d).map(Some)
 }
 

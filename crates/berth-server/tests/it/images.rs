@@ -150,3 +150,146 @@ async fn inspect_quick_deploy_and_the_tag_picker() {
         .await
         .error(404);
 }
+
+#[tokio::test]
+async fn registries_are_records_with_a_connection_test_and_write_only_secrets() {
+    let Some(_) = registry() else { return };
+    let auth_reg = std::env::var("BERTH_TEST_REGISTRY_AUTH").unwrap();
+    let user = std::env::var("BERTH_TEST_REGISTRY_USER").unwrap();
+    let password =
+        std::fs::read_to_string(std::env::var("BERTH_TEST_REGISTRY_PASSWORD_FILE").unwrap())
+            .unwrap()
+            .trim()
+            .to_string();
+    let t = TestApp::new().await;
+    let admin = t.token(Role::Admin).await;
+    let body = json!({"name": "private", "url": format!("http://{auth_reg}"), "username": user, "password": password});
+    let a = t
+        .call(
+            Method::POST,
+            "/api/registries",
+            Some(&admin),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert!(!a.text.contains(&password), "{}", a.text);
+    assert_eq!(a.json()[0]["has_secret"], true);
+    t.call(Method::POST, "/api/registries", Some(&admin), Some(body))
+        .await
+        .error(409);
+    for (bad, needle) in [
+        (json!({"name": "x y", "url": "http://r"}), "name:"),
+        (json!({"name": "r", "url": "ftp://r"}), "url:"),
+        (
+            json!({"name": "r", "url": "http://r", "kind": "nexus"}),
+            "unknown variant",
+        ),
+    ] {
+        let msg = t
+            .call(Method::POST, "/api/registries", Some(&admin), Some(bad))
+            .await
+            .error(400);
+        assert!(msg.contains(needle), "{msg}");
+    }
+
+    let ok = t
+        .call(
+            Method::POST,
+            "/api/registries/private/test?repository=berth-test/private",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    // A wrong password: the test says 401; leaving the password out keeps it.
+    let a = t
+        .call(
+            Method::PUT,
+            "/api/registries/private",
+            Some(&admin),
+            Some(
+                json!({"url": format!("http://{auth_reg}"), "username": user, "password": "wrong"}),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let msg = t
+        .call(
+            Method::POST,
+            "/api/registries/private/test",
+            Some(&admin),
+            None,
+        )
+        .await
+        .error(502);
+    assert!(msg.contains("401"), "{msg}");
+    let a = t
+        .call(
+            Method::PUT,
+            "/api/registries/private",
+            Some(&admin),
+            Some(json!({"url": format!("http://{auth_reg}"), "username": user, "password": password})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = t
+        .call(
+            Method::PUT,
+            "/api/registries/private",
+            Some(&admin),
+            Some(json!({"url": format!("http://{auth_reg}"), "username": user})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let ok = t
+        .call(
+            Method::POST,
+            "/api/registries/private/test",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, 200, "kept: {}", ok.text);
+
+    // A project pulling through it: its tag picker logs in; the registry cannot be deleted.
+    let a = t
+        .call(
+            Method::POST,
+            "/api/projects",
+            Some(&admin),
+            Some(json!({"name": "priv", "registry": "private", "image": format!("{auth_reg}/berth-test/private"), "port": 8080, "stages": {"dev": {"tag_pattern": "*"}}})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let tags = t
+        .get("/api/projects/priv/stages/dev/tags", Some(&admin))
+        .await;
+    assert_eq!(tags.status, 200, "{}", tags.text);
+    assert_eq!(tags.json()["tags"], json!(["v1"]));
+    let msg = t
+        .call(
+            Method::DELETE,
+            "/api/registries/private",
+            Some(&admin),
+            None,
+        )
+        .await
+        .error(409);
+    assert!(msg.contains("priv"), "{msg}");
+    t.call(Method::DELETE, "/api/projects/priv", Some(&admin), None)
+        .await;
+    let a = t
+        .call(
+            Method::DELETE,
+            "/api/registries/private",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.text);
+    assert_eq!(
+        t.get("/api/registries", Some(&admin)).await.json(),
+        json!([])
+    );
+}
