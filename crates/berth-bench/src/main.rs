@@ -9,6 +9,7 @@
 use anyhow::{Context, bail};
 
 mod deploys;
+mod hooks;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -163,6 +164,9 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("deploys") {
         return deploys::run().await;
+    }
+    if args.get(1).map(String::as_str) == Some("hooks") {
+        return hooks::run().await;
     }
     let [_, berth, baseline] = args.as_slice() else {
         bail!("usage: berth-bench <berth binary> <baseline binary>");

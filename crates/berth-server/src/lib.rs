@@ -62,6 +62,10 @@ pub struct App {
     pub deployer: Arc<berth_deployer::Deployer>,
     /// Registries' APIs: tags and image configs without a pull.
     pub registry: Arc<dyn berth_domain::ports::ImageRegistry>,
+    /// One webhook delivery at a time per image, so a burst of notifications for one push
+    /// deploys once.
+    pub hook_locks:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub throttle: LoginThrottle,
     pub settings: ServerSettings,
     /// Set when berth is shutting down: health says so, so a load balancer drains it.
@@ -84,6 +88,7 @@ impl App {
             proxy,
             deployer,
             registry: Arc::new(berth_registry::RegistryClient::new()),
+            hook_locks: Default::default(),
             throttle: LoginThrottle::default(),
             settings,
             shutting_down: Default::default(),

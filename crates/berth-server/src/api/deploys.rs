@@ -107,16 +107,19 @@ pub async fn dispatch(
         .tag
         .clone()
         .ok_or_else(|| ApiError::BadRequest(format!("image {image} names no tag")))?;
-    let projects = st
+    // The project for this repository: the summary list is cheap, then one project.
+    let known = match st
         .store
-        .export_seed(berth_config::seed::IncludeSecrets::No)
+        .list_projects()
         .await?
-        .projects;
-    let mut created = false;
-    let project = match projects
         .into_iter()
-        .find(|p| p.image.name() == image.name())
+        .find(|p| p.image == image.name())
     {
+        Some(summary) => st.store.project(&summary.name).await?,
+        None => None,
+    };
+    let mut created = false;
+    let project = match known {
         Some(p) => p,
         None if st
             .store

@@ -202,9 +202,20 @@ async fn receive(
     for p in &pushes {
         let image = p.image().map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let reference = image.to_string();
+        // Check-then-record must not interleave for one image: take its lock.
+        let lock = st
+            .hook_locks
+            .lock()
+            .expect("hook locks")
+            .entry(reference.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
         if let Some(d) = &p.digest
             && st.store.accepted_since(&reference, d, &since).await?
         {
+            drop(_one_at_a_time);
+            forget_lock(&st, &reference, lock);
             continue;
         }
         let answer = dispatch(&st, &image, p.digest.as_deref(), src.as_str(), &addr).await;
@@ -237,6 +248,8 @@ async fn receive(
                 first_error.get_or_insert(e);
             }
         }
+        drop(_one_at_a_time);
+        forget_lock(&st, &reference, lock);
     }
     if results.is_empty()
         && let Some(e) = first_error
@@ -278,6 +291,16 @@ async fn receive(
             results,
         }),
     ))
+}
+
+/// Drops an image's lock from the map once nobody else holds or waits for it, so the map
+/// does not grow with every image ever pushed.
+fn forget_lock(st: &AppState, reference: &str, lock: std::sync::Arc<tokio::sync::Mutex<()>>) {
+    let mut map = st.hook_locks.lock().expect("hook locks");
+    // Ours and the map's: no one else.
+    if std::sync::Arc::strong_count(&lock) == 2 {
+        map.remove(reference);
+    }
 }
 
 async fn duplicate(

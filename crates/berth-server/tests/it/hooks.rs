@@ -265,3 +265,26 @@ async fn url_secret_sources_and_repeated_digests() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_burst_of_notifications_for_one_push_deploys_once() {
+    let t = TestApp::builder().seed(EXAMPLE_SEED).build().await;
+    let admin = t.token(Role::Admin).await;
+    let (_, path) = secret_for(&t, &admin, "generic").await;
+    let body = br#"{"image": "git.example.com/alexei/web-app-launcher:dev-burst", "digest": "sha256:cccc"}"#;
+    let answers = futures::future::join_all((0..20).map(|_| post(&t, &path, &[], body))).await;
+    let mut outcomes: Vec<String> = answers
+        .iter()
+        .map(|a| a.json()["outcome"].as_str().unwrap().to_string())
+        .collect();
+    outcomes.sort();
+    outcomes.dedup_by(|a, b| a == b);
+    let accepted = answers.iter().filter(|a| a.status == 202).count();
+    assert_eq!(accepted, 1, "{outcomes:?}");
+    let deploys = t.get("/api/deploys", Some(&admin)).await.json();
+    assert_eq!(deploys.as_array().unwrap().len(), 1, "{deploys}");
+    assert!(
+        t.app.hook_locks.lock().unwrap().is_empty(),
+        "locks are forgotten"
+    );
+}
