@@ -288,3 +288,148 @@ async fn a_burst_of_notifications_for_one_push_deploys_once() {
         "locks are forgotten"
     );
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../berth-hooks/tests/fixtures");
+
+/// Every sender's format through the real endpoint, with its real authentication: the good
+/// one gets through to the parser (202 for a push berth deploys, 404 naming the repository
+/// it has no project for, 200 for what is not a push); a wrong one is 401/404 and recorded.
+#[tokio::test]
+async fn every_source_format_through_the_endpoint_with_good_and_bad_authentication() {
+    let t = TestApp::builder().seed(EXAMPLE_SEED).build().await;
+    let admin = t.token(Role::Admin).await;
+    let fixture = |f: &str| std::fs::read(format!("{FIXTURES}/{f}")).unwrap();
+    let mut tagged_registry: Value =
+        serde_json::from_slice(&fixture("distribution.v2.push.json")).unwrap();
+    tagged_registry["events"][0]["target"]["tag"] = json!("dev-9");
+    tagged_registry["events"][0]["target"]["url"] =
+        json!("https://git.example.com/v2/alexei/web-app-launcher/manifests/sha256:x");
+    tagged_registry["events"][0]["target"]["repository"] = json!("alexei/web-app-launcher");
+    let harbor = json!({"type": "PUSH_ARTIFACT", "event_data": {"resources": [
+        {"tag": "dev-h", "digest": "sha256:dd", "resource_url": "git.example.com/alexei/web-app-launcher:dev-h"}]}});
+    let quay =
+        json!({"docker_url": "git.example.com/alexei/web-app-launcher", "updated_tags": ["dev-q"]});
+    // (source, event header, body, answer with good auth, what the answer says)
+    let cases: Vec<(&str, Option<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+        (
+            "github",
+            Some(("X-GitHub-Event", "package")),
+            fixture("package.published.container.real-capture.multiarch.json"),
+            404,
+            "ghcr.io/theryangeary/www",
+        ),
+        (
+            "github",
+            Some(("X-GitHub-Event", "ping")),
+            br#"{"zen": "Keep it logically awesome."}"#.to_vec(),
+            200,
+            "ignored",
+        ),
+        (
+            "github",
+            Some(("X-GitHub-Event", "push")),
+            fixture("push.new-branch.json"),
+            200,
+            "ignored",
+        ),
+        (
+            "dockerhub",
+            None,
+            fixture("dockerhub.push.json"),
+            404,
+            "docker.io/svendowideit/testhook",
+        ),
+        (
+            "distribution",
+            None,
+            fixture("distribution.v1.push.json"),
+            200,
+            "ignored",
+        ),
+        (
+            "distribution",
+            None,
+            tagged_registry.to_string().into_bytes(),
+            202,
+            "accepted",
+        ),
+        (
+            "gitea",
+            Some(("X-Gitea-Event", "package")),
+            gitea_push("dev-g"),
+            202,
+            "accepted",
+        ),
+        (
+            "forgejo",
+            Some(("X-Forgejo-Event", "package")),
+            gitea_push("dev-f"),
+            202,
+            "accepted",
+        ),
+        (
+            "gitlab",
+            None,
+            br#"{"image": "git.example.com/alexei/web-app-launcher:dev-l"}"#.to_vec(),
+            202,
+            "accepted",
+        ),
+        (
+            "harbor",
+            None,
+            harbor.to_string().into_bytes(),
+            202,
+            "accepted",
+        ),
+        ("quay", None, quay.to_string().into_bytes(), 202, "accepted"),
+    ];
+    for (source, event, body, want, says) in cases {
+        let (secret, path) = secret_for(&t, &admin, source).await;
+        let sig = sign(&secret, &body);
+        let bearer = format!("Bearer {secret}");
+        let mut good: Vec<(&str, &str)> = event.into_iter().collect();
+        let mut bad = good.clone();
+        match berth_hooks::Source::parse(source).unwrap().auth() {
+            berth_hooks::Auth::UrlSecret => {}
+            berth_hooks::Auth::Hmac(h) => {
+                good.push((h, sig.as_str()));
+                bad.push((h, "00ff"));
+            }
+            berth_hooks::Auth::Token(h) => {
+                good.push((
+                    h,
+                    if h == "authorization" {
+                        bearer.as_str()
+                    } else {
+                        secret.as_str()
+                    },
+                ));
+                bad.push((h, "not-it"));
+            }
+        }
+        let wrong_path = if path.ends_with(&secret) {
+            path.replace(&secret, "not-the-secret")
+        } else {
+            path.clone()
+        };
+        let a = post(&t, &wrong_path, &bad, &body).await;
+        assert!(
+            a.status == 401 || a.status == 404,
+            "{source} bad auth: {} {}",
+            a.status,
+            a.text
+        );
+        let a = post(&t, &path, &good, &body).await;
+        assert_eq!(a.status.as_u16(), want, "{source}: {}", a.text);
+        assert!(a.text.contains(says), "{source}: {}", a.text);
+    }
+    let all = t
+        .get("/api/deliveries?limit=1000", Some(&admin))
+        .await
+        .json();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        22,
+        "every delivery recorded: {all}"
+    );
+}
