@@ -289,6 +289,9 @@ async fn a_burst_of_notifications_for_one_push_deploys_once() {
     );
 }
 
+/// (source, event header, body, status with good auth, what the answer says)
+type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../berth-hooks/tests/fixtures");
 
 /// Every sender's format through the real endpoint, with its real authentication: the good
@@ -309,8 +312,7 @@ async fn every_source_format_through_the_endpoint_with_good_and_bad_authenticati
         {"tag": "dev-h", "digest": "sha256:dd", "resource_url": "git.example.com/alexei/web-app-launcher:dev-h"}]}});
     let quay =
         json!({"docker_url": "git.example.com/alexei/web-app-launcher", "updated_tags": ["dev-q"]});
-    // (source, event header, body, answer with good auth, what the answer says)
-    let cases: Vec<(&str, Option<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "github",
             Some(("X-GitHub-Event", "package")),
