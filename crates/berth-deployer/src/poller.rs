@@ -73,6 +73,14 @@ impl Poller {
             .await
             .map_err(|e| e.to_string())?;
         let previous = self.store.poll_status(project).await.ok().flatten();
+        let interval = self
+            .store
+            .project(project)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.poll_interval_secs)
+            .unwrap_or(global.poll_interval_secs);
         let outcome = self.look(project).await;
         let now = Utc::now();
         let status = match &outcome {
@@ -80,16 +88,13 @@ impl Poller {
                 last_checked: Some(rfc3339(now)),
                 last_error: None,
                 failures: 0,
-                next_check: rfc3339(
-                    now + chrono::Duration::seconds(global.poll_interval_secs as i64),
-                ),
+                next_check: rfc3339(now + chrono::Duration::seconds(interval as i64)),
             },
             Err(e) => {
                 let failures = previous.map(|p| p.failures).unwrap_or(0) + 1;
-                let wait = global
-                    .poll_interval_secs
+                let wait = interval
                     .saturating_mul(1 << failures.min(16))
-                    .min(MAX_BACKOFF_SECS.max(global.poll_interval_secs));
+                    .min(MAX_BACKOFF_SECS.max(interval));
                 tracing::warn!(project, error = %e, failures, retry.secs = wait, "polling the registry failed");
                 PollStatus {
                     last_checked: Some(rfc3339(now)),

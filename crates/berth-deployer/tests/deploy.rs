@@ -1115,8 +1115,10 @@ async fn the_poller_deploys_new_and_re_pushed_tags_once_and_backs_off_on_errors(
     let dead = format!("127.0.0.1:{}/{repo}", closed.local_addr().unwrap().port());
     drop(closed);
     p.image = berth_domain::ImageRef::parse(&dead).unwrap();
+    // The project's own interval, not the global one, is what backs off.
+    p.poll_interval_secs = Some(30);
     w.store.update_project(&p).await.unwrap();
-    let interval = w.store.global_settings().await.unwrap().poll_interval_secs as i64;
+    let interval = 30;
     let mut waits = Vec::new();
     for failures in 1..=2 {
         let e = poller.poll("polled").await.unwrap_err();

@@ -52,6 +52,7 @@ fn project(image: &str, volumes: Vec<VolumeSpec>) -> ProjectSpec {
         memory_bytes: Some(64 << 20),
         cpus: Some(0.5),
         labels: BTreeMap::new(),
+        poll_interval_secs: None,
         stages: vec![],
     }
 }

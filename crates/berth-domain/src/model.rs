@@ -234,6 +234,9 @@ pub struct ProjectSpec {
     /// CPU limit in (fractions of) cores.
     pub cpus: Option<f64>,
     pub labels: BTreeMap<String, String>,
+    /// How often the poller looks at the registry for this project, in seconds; `None`:
+    /// the global `poll_interval_secs`.
+    pub poll_interval_secs: Option<u64>,
     pub stages: Vec<StageSpec>,
 }
 
@@ -440,6 +443,7 @@ impl ProjectSpec {
             memory_bytes: None,
             cpus: None,
             labels: BTreeMap::new(),
+            poll_interval_secs: None,
             stages: vec![StageSpec {
                 name: crate::StageName::parse("dev").expect("a valid stage name"),
                 tag_pattern: crate::TagPattern::parse("*").expect("a valid pattern"),

@@ -213,6 +213,7 @@ mod tests {
             memory_bytes: Some(512 << 20),
             cpus: Some(1.5),
             labels: BTreeMap::from([("com.example.team".into(), "web".into())]),
+            poll_interval_secs: None,
             stages: vec![],
         }
     }

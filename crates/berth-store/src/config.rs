@@ -364,9 +364,10 @@ impl Store {
             memory_bytes: Option<i64>,
             cpus: Option<f64>,
             labels: String,
+            poll_interval_secs: Option<i64>,
         }
         let rows: Vec<P> = sqlx::query_as(
-            "SELECT id, name, registry_id, image, port, health, memory_bytes, cpus, labels FROM projects
+            "SELECT id, name, registry_id, image, port, health, memory_bytes, cpus, labels, poll_interval_secs FROM projects
              WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
         )
         .bind(only)
@@ -440,6 +441,7 @@ impl Store {
                 memory_bytes: p.memory_bytes.map(|b| b as u64),
                 cpus: p.cpus,
                 labels: serde_json::from_str(&p.labels).map_err(|e| malformed("labels", e))?,
+                poll_interval_secs: p.poll_interval_secs.map(|s| s as u64),
                 stages,
             });
         }

@@ -96,8 +96,8 @@ impl Store {
     ) -> Result<i64> {
         let t = now();
         let (pid,): (i64,) = sqlx::query_as(
-            "INSERT INTO projects (name, registry_id, image, port, health, memory_bytes, cpus, labels, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO projects (name, registry_id, image, port, health, memory_bytes, cpus, labels, poll_interval_secs, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(p.name.as_str())
         .bind(registry_id)
@@ -107,6 +107,7 @@ impl Store {
         .bind(p.memory_bytes.map(|b| b as i64))
         .bind(p.cpus)
         .bind(serde_json::to_string(&p.labels).expect("labels serialise"))
+        .bind(p.poll_interval_secs.map(|s| s as i64))
         .bind(&t)
         .bind(&t)
         .fetch_one(&mut *conn)
@@ -241,7 +242,7 @@ impl Store {
         let registry_id = Self::registry_id(&mut tx, p).await?;
         let t = now();
         sqlx::query(
-            "UPDATE projects SET registry_id = ?, image = ?, port = ?, health = ?, memory_bytes = ?, cpus = ?, labels = ?, updated_at = ? WHERE id = ?",
+            "UPDATE projects SET registry_id = ?, image = ?, port = ?, health = ?, memory_bytes = ?, cpus = ?, labels = ?, poll_interval_secs = ?, updated_at = ? WHERE id = ?",
         )
         .bind(registry_id)
         .bind(p.image.name())
@@ -250,6 +251,7 @@ impl Store {
         .bind(p.memory_bytes.map(|b| b as i64))
         .bind(p.cpus)
         .bind(serde_json::to_string(&p.labels).expect("labels serialise"))
+        .bind(p.poll_interval_secs.map(|s| s as i64))
         .bind(&t)
         .bind(pid)
         .execute(&mut *tx)

@@ -144,6 +144,8 @@ struct ProjectYaml {
     cpus: Option<f64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    poll_interval_secs: Option<u64>,
     #[serde(default)]
     stages: BTreeMap<StageName, StageYaml>,
 }
@@ -346,6 +348,14 @@ fn project_from_yaml(
             "labels starting with \"berth.\" are berth's own",
         ));
     }
+    if let Some(secs) = p.poll_interval_secs
+        && !(10..=604_800).contains(&secs)
+    {
+        return Err(ctx.err(
+            &at(base, &["poll_interval_secs"]),
+            "must be 10 seconds to 7 days",
+        ));
+    }
     if p.stages.is_empty() {
         return Err(ctx.err(&at(base, &["stages"]), "a project needs at least one stage"));
     }
@@ -403,6 +413,7 @@ fn project_from_yaml(
         memory_bytes,
         cpus: p.cpus,
         labels: p.labels,
+        poll_interval_secs: p.poll_interval_secs,
         stages,
     })
 }
@@ -437,6 +448,7 @@ fn project_to_yaml(p: &ProjectSpec, include: IncludeSecrets) -> ProjectYaml {
         memory: p.memory_bytes.map(format_memory),
         cpus: p.cpus,
         labels: p.labels.clone(),
+        poll_interval_secs: p.poll_interval_secs,
         stages: p
             .stages
             .iter()

@@ -390,6 +390,15 @@ fn api_projects_are_validated_with_the_field_named() {
             "memory",
             "",
         ),
+        (
+            {
+                let mut v = base();
+                v["poll_interval_secs"] = 5.into();
+                v
+            },
+            "poll_interval_secs",
+            "10 seconds",
+        ),
     ];
     for (body, field, message) in cases {
         let e = project_from_json(body.clone(), &[]).expect_err(&body.to_string());
