@@ -51,7 +51,21 @@ impl Poller {
                 continue;
             };
             let now = rfc3339(Utc::now());
+            let global_interval = self
+                .store
+                .global_settings()
+                .await
+                .map(|g| g.poll_interval_secs)
+                .unwrap_or(0);
             for p in projects {
+                // 0 turns polling off, globally or for one project.
+                let interval = match self.store.project(&p.name).await {
+                    Ok(Some(spec)) => spec.poll_interval_secs.unwrap_or(global_interval),
+                    _ => 0,
+                };
+                if interval == 0 {
+                    continue;
+                }
                 let due = match self.store.poll_status(&p.name).await {
                     Ok(Some(s)) => s.next_check <= now,
                     Ok(None) => true,

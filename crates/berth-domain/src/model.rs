@@ -20,7 +20,7 @@ pub struct GlobalSettings {
     pub subdomain_pattern: String,
     /// A URL berth POSTs deploy outcomes to.
     pub notification_url: Option<String>,
-    /// How often the registry poller looks for new tags, in seconds.
+    /// How often the registry poller looks for new tags, in seconds; 0: not at all.
     pub poll_interval_secs: u64,
     /// Registry/namespace patterns (`ghcr.io/my-org/*`) whose images may be deployed
     /// without a project (auto-created). Empty: only known projects are deployed.

@@ -349,11 +349,12 @@ fn project_from_yaml(
         ));
     }
     if let Some(secs) = p.poll_interval_secs
+        && secs != 0
         && !(10..=604_800).contains(&secs)
     {
         return Err(ctx.err(
             &at(base, &["poll_interval_secs"]),
-            "must be 10 seconds to 7 days",
+            "must be 0 (no polling) or 10 seconds to 7 days",
         ));
     }
     if p.stages.is_empty() {
@@ -558,8 +559,11 @@ pub fn validate_global(g: &GlobalSettings) -> Result<(), (&'static str, String)>
     if let Some(u) = &g.notification_url {
         validate_http_url("notification_url", u).map_err(|m| ("notification_url", m))?;
     }
-    if g.poll_interval_secs < 10 {
-        return Err(("poll_interval_secs", "must be at least 10 seconds".into()));
+    if g.poll_interval_secs != 0 && g.poll_interval_secs < 10 {
+        return Err((
+            "poll_interval_secs",
+            "must be 0 (no polling) or at least 10 seconds".into(),
+        ));
     }
     for p in &g.image_allowlist {
         if p.is_empty() || p.contains(char::is_whitespace) {

@@ -415,3 +415,16 @@ fn memory_is_written_in_the_unit_that_states_it_exactly() {
     assert_eq!(format_memory(1536 << 10), "1536k");
     assert_eq!(format_memory(1000), "1000");
 }
+
+#[test]
+fn polling_is_off_at_zero_and_otherwise_at_least_ten_seconds() {
+    let g = |secs: u64| GlobalSettings {
+        poll_interval_secs: secs,
+        ..Default::default()
+    };
+    assert_eq!(validate_global(&g(0)), Ok(()));
+    assert_eq!(validate_global(&g(10)), Ok(()));
+    let (field, message) = validate_global(&g(5)).unwrap_err();
+    assert_eq!(field, "poll_interval_secs");
+    assert!(message.contains("0 (no polling)"), "{message}");
+}

@@ -66,7 +66,7 @@ async fn sigkill_at_each_step_is_settled_on_restart() {
     std::fs::write(
         &seed,
         format!(
-            "global:\n  domain: crash.berth.test\n  network: berth-e2e\n  drain_secs: 3\n  watch_secs: 4\n  prune_images: false\n\
+            "global:\n  domain: crash.berth.test\n  network: berth-e2e\n  drain_secs: 3\n  watch_secs: 4\n  prune_images: false\n  poll_interval_secs: 0\n\
              projects:\n  {project}:\n    image: {image}\n    port: 8080\n    healthcheck: {{type: http, path: /health, interval_secs: 1, retries: 30}}\n\
              \x20   stages:\n      dev:\n        tag_pattern: '*'\n        auto_deploy: true\n",
             image = env["BERTH_TEST_IMAGE"]

@@ -69,7 +69,7 @@ async fn ci_webhooks_put_each_version_live_at_its_subdomain() {
     std::fs::write(
         &seed,
         format!(
-            "global:\n  domain: e2e.berth.test\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: 1\n  prune_images: false\n\
+            "global:\n  domain: e2e.berth.test\n  network: berth-e2e\n  drain_secs: 1\n  watch_secs: 1\n  prune_images: false\n  poll_interval_secs: 0\n\
              \x20 image_allowlist: ['{registry}/berth-test/other']\n\
              projects:\n  shop:\n    image: {image}\n    port: 8080\n    healthcheck: /health\n\
              \x20   env: {{GREETING: hi, DB_PASSWORD: {{value: s3cr3t-db-pw, secret: true}}}}\n\
