@@ -64,6 +64,97 @@ export interface GlobalSettings {
   watch_secs: number;
 }
 
+export interface DeployRecord {
+  id: string;
+  project: string;
+  stage: string;
+  trigger: string;
+  actor: string;
+  image: string;
+  tag: string;
+  digest: string | null;
+  state: string;
+  error: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface StepRecord {
+  step: string;
+  state: string;
+  started_at: string;
+  finished_at: string | null;
+  message: string | null;
+}
+
+export type DeployDetail = DeployRecord & { steps: StepRecord[] };
+
+export interface LogLine {
+  id: number;
+  at: string;
+  level: string;
+  line: string;
+}
+
+export interface InstanceRecord {
+  id: string;
+  deploy_id: string | null;
+  container_id: string | null;
+  container_name: string;
+  tag: string;
+  digest: string | null;
+  subdomain: string;
+  status: string;
+  route_id: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StageConfig {
+  tag_pattern: string;
+  auto_deploy?: boolean;
+  max_instances?: number;
+  promote_from?: string;
+  confirm?: boolean;
+  subdomain?: string;
+}
+
+/** A project in the API's shape (the seed's `projects.<name>` entry, plus `name`). */
+export interface ProjectConfig {
+  name: string;
+  image: string;
+  port: number;
+  stages: Record<string, StageConfig>;
+  [field: string]: unknown;
+}
+
+export interface PollStatus {
+  last_checked: string | null;
+  last_error: string | null;
+  failures: number;
+  next_check: string;
+}
+
+export interface ProjectDetail {
+  project: ProjectConfig;
+  instances: Record<string, InstanceRecord[]>;
+  source: PollStatus | null;
+}
+
+export interface StageTags {
+  tags: string[];
+  source: 'registry' | 'promotion';
+  live: string | null;
+}
+
+export type InstanceAction = 'stop' | 'start' | 'restart' | 'remove';
+
+/** A deploy that has not ended yet. */
+export function isRunning(state: string): boolean {
+  return !['succeeded', 'failed', 'rolled_back', 'cancelled', 'superseded'].includes(state);
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -90,6 +181,8 @@ export function errorFrom(status: number, statusText: string, body: string): Api
 }
 
 type Fetch = typeof fetch;
+
+const enc = encodeURIComponent;
 
 export function client(f: Fetch = (...a) => fetch(...a)) {
   async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -119,6 +212,28 @@ export function client(f: Fetch = (...a) => fetch(...a)) {
     containers: () => request<ContainerSummary[]>('GET', '/api/containers'),
     projects: () => request<ProjectSummary[]>('GET', '/api/projects'),
     settings: () => request<GlobalSettings>('GET', '/api/settings'),
+    project: (name: string) => request<ProjectDetail>('GET', `/api/projects/${enc(name)}`),
+    deploys: (project?: string) =>
+      request<DeployRecord[]>('GET', `/api/deploys${project ? `?project=${enc(project)}` : ''}`),
+    deploy: (id: string) => request<DeployDetail>('GET', `/api/deploys/${enc(id)}`),
+    deployLogs: (id: string) => request<LogLine[]>('GET', `/api/deploys/${enc(id)}/logs`),
+    stageTags: (project: string, stage: string) =>
+      request<StageTags>('GET', `/api/projects/${enc(project)}/stages/${enc(stage)}/tags`),
+    deployTag: (project: string, stage: string, tag: string, confirm: boolean) =>
+      request<{ deploy: string }>('POST', `/api/projects/${enc(project)}/stages/${enc(stage)}/deploys`, { tag, confirm }),
+    rollback: (project: string, stage: string, instance?: string) =>
+      request<{ deploy: string }>(
+        'POST',
+        `/api/projects/${enc(project)}/stages/${enc(stage)}/rollback`,
+        instance ? { instance } : {},
+      ),
+    instanceAction: (project: string, stage: string, id: string, action: InstanceAction) =>
+      action === 'remove'
+        ? request<InstanceRecord>('DELETE', `/api/projects/${enc(project)}/stages/${enc(stage)}/instances/${enc(id)}`)
+        : request<InstanceRecord>(
+            'POST',
+            `/api/projects/${enc(project)}/stages/${enc(stage)}/instances/${enc(id)}/${action}`,
+          ),
   };
 }
 

@@ -12,6 +12,7 @@ const CHROMIUM = process.env.BERTH_TEST_CHROMIUM ?? '/usr/bin/chromium';
 const DOCKER_HOST = process.env.BERTH_TEST_DOCKER_HOST;
 const SHOTS = resolve(process.env.SCREENSHOT_DIR ?? '../target/screenshots');
 const PASSWORD = 'browser-test-password';
+const REGISTRY = process.env.BERTH_TEST_REGISTRY ?? '127.0.0.1:15000';
 
 if (!DOCKER_HOST) {
   console.error('BERTH_TEST_DOCKER_HOST is not set: run scripts/testenv up first (scripts/test does)');
@@ -136,8 +137,67 @@ try {
       await page.getByText('stage-{stage}-{project}').waitFor();
       await shot('settings');
       await page.getByRole('link', { name: 'Deploys', exact: true }).click();
-      await page.getByText('No deploys recorded yet').waitFor();
+      // (The light run's deploys are there when the dark one comes.)
+      await page.getByText('No deploys yet').or(page.getByTestId('deploys')).waitFor();
       await shot('deploys');
+    });
+
+    await step(`[${scheme}] a tag deployed from the project page goes live, with its steps and log`, async () => {
+      const name = `ui-${scheme}`;
+      // Short drain and watch windows, so the deploy ends while we look.
+      const settings = await (await page.request.get(`${berth.url}/api/settings`)).json();
+      const put = await page.request.put(`${berth.url}/api/settings`, {
+        headers: { origin: berth.url },
+        data: { ...settings, drain_secs: 1, watch_secs: 2 },
+      });
+      assert(put.status() === 200, `settings: ${put.status()} ${await put.text()}`);
+      const created = await page.request.post(`${berth.url}/api/projects`, {
+        headers: { origin: berth.url },
+        data: {
+          name,
+          image: `${REGISTRY}/berth-test/app`,
+          port: 8080,
+          healthcheck: { type: 'image' },
+          stages: { dev: { tag_pattern: 'v*' } },
+        },
+      });
+      assert(created.status() === 201, `project not created: ${created.status()} ${await created.text()}`);
+      await page.getByRole('link', { name: 'Projects', exact: true }).click();
+      const stage = page.getByTestId(`stage-${name}-dev`);
+      await stage.getByRole('button', { name: 'Deploy…' }).click();
+      // The tag picker reads the registry: newest first.
+      const select = stage.getByRole('combobox', { name: 'Tag to deploy to dev' });
+      await select.waitFor({ timeout: 15000 });
+      const options = await select.locator('option').allTextContents();
+      assert(options[0] === 'v4' && options.includes('v1'), `tags: ${options}`);
+      await select.selectOption('v1');
+      await stage.getByRole('button', { name: 'Deploy v1' }).click();
+      await page.getByRole('status').getByText('Deploying v1').waitFor();
+      // Live over the event stream: no reload.
+      await stage.locator('.state.live').waitFor({ timeout: 90000 });
+      await shot('project-live');
+      await page.getByRole('link', { name: 'Deploys', exact: true }).click();
+      await page.getByRole('button', { name: `Show deploy ${name}/dev v1` }).click();
+      await page.getByTestId('deploy-state').getByText('succeeded').waitFor({ timeout: 15000 });
+      await shot('deploy-detail');
+      await page.getByTestId('deploy-log').getByText(/Digest: sha256:/).waitFor({ timeout: 15000 });
+      await shot('deploy-detail');
+    });
+
+    await step(`[${scheme}] an instance is stopped, started and removed from the page`, async () => {
+      const name = `ui-${scheme}`;
+      page.once('dialog', (d) => void d.accept());
+      await page.getByRole('link', { name: 'Projects', exact: true }).click();
+      const stage = page.getByTestId(`stage-${name}-dev`);
+      await stage.getByRole('button', { name: 'Stop' }).click();
+      await stage.locator('.state.stopped').waitFor({ timeout: 30000 });
+      await stage.getByRole('button', { name: 'Start' }).click();
+      await stage.locator('.state.live').waitFor({ timeout: 60000 });
+      page.once('dialog', (d) => void d.accept());
+      await stage.getByRole('button', { name: /^Remove / }).click();
+      await stage.getByText('Nothing deployed here yet.').waitFor({ timeout: 30000 });
+      await page.getByRole('link', { name: 'Deploys', exact: true }).click();
+      await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
     });
 
     await step(`[${scheme}] the theme toggle switches and is remembered`, async () => {

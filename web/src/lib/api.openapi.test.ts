@@ -1,0 +1,56 @@
+// The client and the server cannot drift apart silently: every call the typed client makes
+// must be an operation of the server's OpenAPI description (docs/openapi.json, which a Rust
+// test keeps equal to the server's route table).
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { client } from './api';
+
+const doc = JSON.parse(readFileSync(resolve(__dirname, '../../../docs/openapi.json'), 'utf8')) as {
+  paths: Record<string, Record<string, unknown>>;
+};
+
+/** The OpenAPI path template a concrete path matches, if any. */
+function templateFor(path: string): string | undefined {
+  const parts = (path.split('?')[0] ?? '').split('/');
+  return Object.keys(doc.paths).find((t) => {
+    const tp = t.split('/');
+    return tp.length === parts.length && tp.every((seg, i) => (seg.startsWith('{') && parts[i] !== '') || seg === parts[i]);
+  });
+}
+
+describe('the API client against the OpenAPI description', () => {
+  it('calls only operations the server describes', async () => {
+    const calls: { method: string; path: string }[] = [];
+    const api = client(async (url, init) => {
+      calls.push({ method: (init?.method ?? 'GET').toLowerCase(), path: String(url) });
+      return new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } });
+    });
+    // Every method, with arguments that need escaping.
+    await api.health();
+    await api.login('a', 'b');
+    await api.logout();
+    await api.me();
+    await api.changePassword('a', 'b');
+    await api.containers();
+    await api.projects();
+    await api.settings();
+    await api.project('my app');
+    await api.deploys();
+    await api.deploys('p');
+    await api.deploy('0192');
+    await api.deployLogs('0192');
+    await api.stageTags('p', 'dev');
+    await api.deployTag('p', 'dev', 'v1', false);
+    await api.rollback('p', 'dev');
+    for (const a of ['stop', 'start', 'restart', 'remove'] as const) await api.instanceAction('p', 'dev', 'i-1', a);
+    expect(calls.length).toBe(20);
+    for (const c of calls) {
+      const t = templateFor(c.path);
+      expect(t, `${c.method} ${c.path} is not in docs/openapi.json`).toBeDefined();
+      expect(doc.paths[t ?? '']?.[c.method], `${c.method} ${t} is not described`).toBeDefined();
+    }
+    expect(calls.find((c) => c.path.startsWith('/api/projects/my'))?.path).toBe('/api/projects/my%20app');
+    expect(calls.at(-1)).toEqual({ method: 'delete', path: '/api/projects/p/stages/dev/instances/i-1' });
+  });
+});
