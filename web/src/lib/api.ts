@@ -150,6 +150,19 @@ export interface StageTags {
 
 export type InstanceAction = 'stop' | 'start' | 'restart' | 'remove';
 
+export interface Suggestion {
+  image: string;
+  digest: string;
+  created: string | null;
+  exposed_ports: number[];
+  healthcheck: boolean;
+  labels: Record<string, string>;
+  existing_project: string | null;
+  project: ProjectConfig | null;
+  domain: string | null;
+  note?: string;
+}
+
 /** A deploy that has not ended yet. */
 export function isRunning(state: string): boolean {
   return !['succeeded', 'failed', 'rolled_back', 'cancelled', 'superseded'].includes(state);
@@ -227,6 +240,12 @@ export function client(f: Fetch = (...a) => fetch(...a)) {
         `/api/projects/${enc(project)}/stages/${enc(stage)}/rollback`,
         instance ? { instance } : {},
       ),
+    inspect: (image: string) => request<Suggestion>('POST', '/api/deploy/inspect', { image }),
+    quick: (image: string, project?: ProjectConfig) =>
+      request<{ project: ProjectConfig; stage: string; deploy: string }>('POST', '/api/deploy/quick', {
+        image,
+        ...(project ? { project } : {}),
+      }),
     instanceAction: (project: string, stage: string, id: string, action: InstanceAction) =>
       action === 'remove'
         ? request<InstanceRecord>('DELETE', `/api/projects/${enc(project)}/stages/${enc(stage)}/instances/${enc(id)}`)

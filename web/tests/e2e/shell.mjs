@@ -1,7 +1,7 @@
 // Browser test of the embedded UI: starts the real berth binary (BERTH_BIN) against the test
 // engine (BERTH_TEST_DOCKER_HOST), drives Debian's Chromium with playwright-core, and saves a
 // screenshot of each screen in light and dark into SCREENSHOT_DIR. Prints "N passed, M failed".
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -148,7 +148,8 @@ try {
       const settings = await (await page.request.get(`${berth.url}/api/settings`)).json();
       const put = await page.request.put(`${berth.url}/api/settings`, {
         headers: { origin: berth.url },
-        data: { ...settings, drain_secs: 1, watch_secs: 2 },
+        // (Polling off: the registry's newest tags must not deploy behind the test's back.)
+        data: { ...settings, drain_secs: 1, watch_secs: 2, poll_interval_secs: 0 },
       });
       assert(put.status() === 200, `settings: ${put.status()} ${await put.text()}`);
       const created = await page.request.post(`${berth.url}/api/projects`, {
@@ -196,6 +197,26 @@ try {
       page.once('dialog', (d) => void d.accept());
       await stage.getByRole('button', { name: /^Remove / }).click();
       await stage.getByText('Nothing deployed here yet.').waitFor({ timeout: 30000 });
+    });
+
+    await step(`[${scheme}] quick deploy: an image inspected from its registry, created and deployed`, async () => {
+      const name = `quick-${scheme}`;
+      await page.getByRole('link', { name: 'Dashboard', exact: true }).click();
+      await page.getByLabel('Image to deploy').fill(`${REGISTRY}/berth-test/app:v2`);
+      await page.getByRole('button', { name: 'Inspect' }).click();
+      const form = page.getByTestId('quick-form');
+      await form.getByText('exposes 8080').waitFor({ timeout: 15000 });
+      assert((await form.getByLabel('Container port').inputValue()) === '8080', 'port not pre-filled from EXPOSE');
+      await form.getByLabel('Project name').fill(name);
+      await shot('quick-deploy');
+      await form.getByRole('button', { name: 'Create and deploy' }).click();
+      await page.getByRole('status').getByText(`Created ${name}`).waitFor({ timeout: 15000 });
+      await page.getByRole('link', { name: 'Projects', exact: true }).click();
+      const stage = page.getByTestId(`stage-${name}-dev`);
+      await stage.locator('.state.live').waitFor({ timeout: 90000 });
+      page.once('dialog', (d) => void d.accept());
+      await stage.getByRole('button', { name: /^Remove / }).click();
+      await stage.getByText('Nothing deployed here yet.').waitFor({ timeout: 30000 });
       await page.getByRole('link', { name: 'Deploys', exact: true }).click();
       await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
     });
@@ -235,6 +256,14 @@ try {
   });
 } finally {
   await browser.close();
+  // A step that failed half-way may have left containers of this run behind: remove them.
+  for (const project of ['ui-light', 'ui-dark', 'quick-light', 'quick-dark']) {
+    const ids = spawnSync('docker', ['ps', '-aq', '--filter', `label=berth.project=${project}`], {
+      env: { ...process.env, DOCKER_HOST },
+      encoding: 'utf8',
+    }).stdout?.trim();
+    if (ids) spawnSync('docker', ['rm', '-f', ...ids.split('\n')], { env: { ...process.env, DOCKER_HOST } });
+  }
   berth.child.kill('SIGTERM');
   rmSync(berth.data, { recursive: true, force: true });
 }
