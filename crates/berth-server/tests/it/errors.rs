@@ -55,6 +55,11 @@ async fn oversized_bodies_are_refused_before_parsing() {
         )
         .await;
     a.error(413);
+    assert_eq!(
+        a.headers.get(header::CONNECTION).map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "the unread body leaves the connection unusable: say so"
+    );
 }
 
 #[tokio::test]
