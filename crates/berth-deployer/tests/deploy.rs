@@ -270,6 +270,10 @@ struct LoadResult {
 }
 
 /// GETs through nginx at a steady rate, until stopped (bounded: at most `max` requests).
+/// Each request on a fresh connection: an nginx reload closes idle keep-alive connections,
+/// and a client that reuses one it has not yet seen closed loses that request whoever the
+/// upstream is (browsers retry it; `berth-bench deploys` counts it separately). What berth
+/// answers for is that every request nginx takes is served.
 struct Load {
     stop: Arc<AtomicBool>,
     handle: tokio::task::JoinHandle<LoadResult>,
@@ -282,6 +286,7 @@ impl Load {
         let handle = tokio::spawn(async move {
             let c = reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap();
             let mut r = LoadResult {
