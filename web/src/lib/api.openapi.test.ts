@@ -43,10 +43,12 @@ describe('the API client against the OpenAPI description', () => {
     await api.stageTags('p', 'dev');
     await api.deployTag('p', 'dev', 'v1', false);
     await api.rollback('p', 'dev');
+    await api.webhookUrl();
+    await api.regenerateWebhook();
     await api.inspect('reg/app:v1');
     await api.quick('reg/app:v1');
     for (const a of ['stop', 'start', 'restart', 'remove'] as const) await api.instanceAction('p', 'dev', 'i-1', a);
-    expect(calls.length).toBe(22);
+    expect(calls.length).toBe(24);
     for (const c of calls) {
       const t = templateFor(c.path);
       expect(t, `${c.method} ${c.path} is not in docs/openapi.json`).toBeDefined();

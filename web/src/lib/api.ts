@@ -240,6 +240,8 @@ export function client(f: Fetch = (...a) => fetch(...a)) {
         `/api/projects/${enc(project)}/stages/${enc(stage)}/rollback`,
         instance ? { instance } : {},
       ),
+    webhookUrl: () => request<{ path: string }>('GET', '/api/settings/webhook'),
+    regenerateWebhook: () => request<{ path: string }>('POST', '/api/settings/webhook/regenerate'),
     inspect: (image: string) => request<Suggestion>('POST', '/api/deploy/inspect', { image }),
     quick: (image: string, project?: ProjectConfig) =>
       request<{ project: ProjectConfig; stage: string; deploy: string }>('POST', '/api/deploy/quick', {

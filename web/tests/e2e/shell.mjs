@@ -221,6 +221,27 @@ try {
       await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
     });
 
+    await step(`[${scheme}] the webhook URL is regenerated and the old one is refused`, async () => {
+      await page.getByRole('link', { name: 'Settings', exact: true }).click();
+      const field = page.getByTestId('webhook-url');
+      await field.waitFor();
+      const old = await field.inputValue();
+      assert(/\/api\/webhook\/[0-9a-f]{48}$/.test(old), `webhook URL: ${old}`);
+      await shot('settings-webhook');
+      page.once('dialog', (d) => void d.accept());
+      await page.getByRole('button', { name: 'Regenerate…' }).click();
+      await page.getByRole('status').getByText('New URL made').waitFor();
+      const fresh = await field.inputValue();
+      assert(fresh !== old, 'the URL did not change');
+      const body = { image: `${REGISTRY}/berth-test/nobody:v1` };
+      const refused = await page.request.post(old, { data: body });
+      assert(refused.status() === 404, `the old URL answered ${refused.status()}`);
+      const known = await (await page.request.post(fresh, { data: body })).json();
+      assert(known.error.message.includes('no project deploys'), `the new URL: ${JSON.stringify(known)}`);
+      await page.getByRole('link', { name: 'Deploys', exact: true }).click();
+      await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
+    });
+
     await step(`[${scheme}] the theme toggle switches and is remembered`, async () => {
       const other = scheme === 'light' ? 'dark' : 'light';
       await page.getByRole('button', { name: `Switch to ${other} theme` }).click();
