@@ -385,18 +385,7 @@ impl Deployer {
             .npm_connection()
             .await
             .map_err(|e| e.to_string())?;
-        let auth = registry.and_then(|r| {
-            r.secret.map(|password| RegistryAuth {
-                server: r
-                    .url
-                    .trim_start_matches("https://")
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_string(),
-                username: r.username.unwrap_or_default(),
-                password,
-            })
-        });
+        let auth = registry.and_then(|r| r.auth_for(r.host()));
         let owner = self
             .store
             .installation_id()

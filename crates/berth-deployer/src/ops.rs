@@ -5,7 +5,6 @@
 use crate::{Ctx, DeployEvent, Deployer, health};
 use berth_domain::model::ProjectSpec;
 use berth_domain::plan::{fqdn, stage_subdomain};
-use berth_domain::ports::RegistryAuth;
 use berth_domain::subdomain::dns_label;
 use berth_domain::{ImageRef, ProjectName};
 use berth_store::{InstanceRecord, StoreError};
@@ -307,17 +306,7 @@ impl Deployer {
         {
             return Ok(p);
         }
-        let auth = self
-            .store
-            .registry_for_host(&image.registry)
-            .await?
-            .and_then(|r| {
-                r.secret.map(|password| RegistryAuth {
-                    server: image.registry.clone(),
-                    username: r.username.unwrap_or_default(),
-                    password,
-                })
-            });
+        let auth = self.store.registry_auth_for_host(&image.registry).await?;
         let reference = image.to_string();
         self.engine
             .pull(&reference, auth.as_ref(), &|_| {})

@@ -58,20 +58,21 @@ impl Poller {
                 .map(|g| g.poll_interval_secs)
                 .unwrap_or(0);
             for p in projects {
-                // 0 turns polling off, globally or for one project.
-                let interval = match self.store.project(&p.name).await {
-                    Ok(Some(spec)) => spec.poll_interval_secs.unwrap_or(global_interval),
-                    _ => 0,
-                };
-                if interval == 0 {
-                    continue;
-                }
+                // The cheap check first: most projects are not due on most ticks.
                 let due = match self.store.poll_status(&p.name).await {
                     Ok(Some(s)) => s.next_check <= now,
                     Ok(None) => true,
                     Err(_) => false,
                 };
-                if due && !cancel.is_cancelled() {
+                if !due || cancel.is_cancelled() {
+                    continue;
+                }
+                // 0 turns polling off, globally or for one project.
+                let interval = match self.store.project(&p.name).await {
+                    Ok(Some(spec)) => spec.poll_interval_secs.unwrap_or(global_interval),
+                    _ => 0,
+                };
+                if interval != 0 {
                     let _ = self.poll(&p.name).await;
                 }
             }
@@ -137,24 +138,13 @@ impl Poller {
         if stages.is_empty() {
             return Ok(vec![]);
         }
-        let auth = match registry.and_then(|r| r.secret.map(|pw| (r.username, pw))) {
-            Some((user, password)) => Some(RegistryAuth {
-                server: spec.image.registry.clone(),
-                username: user.unwrap_or_default(),
-                password,
-            }),
+        let auth = match registry.and_then(|r| r.auth_for(&spec.image.registry)) {
+            Some(a) => Some(a),
             None => self
                 .store
-                .registry_for_host(&spec.image.registry)
+                .registry_auth_for_host(&spec.image.registry)
                 .await
-                .map_err(|e| e.to_string())?
-                .and_then(|r| {
-                    r.secret.map(|password| RegistryAuth {
-                        server: spec.image.registry.clone(),
-                        username: r.username.unwrap_or_default(),
-                        password,
-                    })
-                }),
+                .map_err(|e| e.to_string())?,
         };
         let tags = self.registry.tags(&spec.image, auth.as_ref()).await?;
         let mut queued = Vec::new();

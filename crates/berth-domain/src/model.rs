@@ -289,6 +289,31 @@ pub struct RegistrySpec {
     pub secret: Option<SecretString>,
 }
 
+/// `host[:port]` of a registry URL (`https://ghcr.io/` → `ghcr.io`), as images name it.
+pub fn registry_host(url: &str) -> &str {
+    url.trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+}
+
+impl RegistrySpec {
+    /// `host[:port]` of its URL.
+    pub fn host(&self) -> &str {
+        registry_host(&self.url)
+    }
+
+    /// The login to send to `server`, if a password or token is stored.
+    pub fn auth_for(&self, server: &str) -> Option<crate::ports::RegistryAuth> {
+        self.secret
+            .clone()
+            .map(|password| crate::ports::RegistryAuth {
+                server: server.to_string(),
+                username: self.username.clone().unwrap_or_default(),
+                password,
+            })
+    }
+}
+
 /// How NPM reaches a container: by its name on the shared network, or by a port on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -527,6 +527,15 @@ async fn read_json(r: reqwest::Response) -> Result<serde_json::Value> {
     serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol(format!("not JSON: {e}")))
 }
 
+impl From<&berth_domain::ports::RegistryAuth> for Credentials {
+    fn from(a: &berth_domain::ports::RegistryAuth) -> Self {
+        Credentials {
+            username: a.username.clone(),
+            password: a.password.clone(),
+        }
+    }
+}
+
 impl berth_domain::ports::ImageRegistry for RegistryClient {
     fn tags<'a>(
         &'a self,
@@ -534,10 +543,7 @@ impl berth_domain::ports::ImageRegistry for RegistryClient {
         auth: Option<&'a berth_domain::ports::RegistryAuth>,
     ) -> futures::future::BoxFuture<'a, std::result::Result<Vec<String>, String>> {
         Box::pin(async move {
-            let creds = auth.map(|a| Credentials {
-                username: a.username.clone(),
-                password: a.password.clone(),
-            });
+            let creds = auth.map(Credentials::from);
             RegistryClient::tags(self, image, creds.as_ref())
                 .await
                 .map_err(|e| e.to_string())
@@ -551,10 +557,7 @@ impl berth_domain::ports::ImageRegistry for RegistryClient {
         auth: Option<&'a berth_domain::ports::RegistryAuth>,
     ) -> futures::future::BoxFuture<'a, std::result::Result<(), String>> {
         Box::pin(async move {
-            let creds = auth.map(|a| Credentials {
-                username: a.username.clone(),
-                password: a.password.clone(),
-            });
+            let creds = auth.map(Credentials::from);
             RegistryClient::check(self, registry, repository, creds.as_ref())
                 .await
                 .map_err(|e| e.to_string())
@@ -567,10 +570,7 @@ impl berth_domain::ports::ImageRegistry for RegistryClient {
         auth: Option<&'a berth_domain::ports::RegistryAuth>,
     ) -> futures::future::BoxFuture<'a, std::result::Result<String, String>> {
         Box::pin(async move {
-            let creds = auth.map(|a| Credentials {
-                username: a.username.clone(),
-                password: a.password.clone(),
-            });
+            let creds = auth.map(Credentials::from);
             RegistryClient::digest(self, image, creds.as_ref())
                 .await
                 .map_err(|e| e.to_string())
@@ -584,10 +584,7 @@ impl berth_domain::ports::ImageRegistry for RegistryClient {
     ) -> futures::future::BoxFuture<'a, std::result::Result<berth_domain::ports::RemoteImage, String>>
     {
         Box::pin(async move {
-            let creds = auth.map(|a| Credentials {
-                username: a.username.clone(),
-                password: a.password.clone(),
-            });
+            let creds = auth.map(Credentials::from);
             let c = RegistryClient::inspect(self, image, &Platform::host(), creds.as_ref())
                 .await
                 .map_err(|e| e.to_string())?;

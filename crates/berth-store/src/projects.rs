@@ -41,16 +41,24 @@ impl Store {
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, url FROM registries")
             .fetch_all(&self.pool)
             .await?;
-        let found = rows.into_iter().find(|(_, url)| {
-            url.trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .eq_ignore_ascii_case(host)
-        });
+        let found = rows
+            .into_iter()
+            .find(|(_, url)| berth_domain::model::registry_host(url).eq_ignore_ascii_case(host));
         match found {
             Some((name, _)) => self.export_registry(&name).await,
             None => Ok(None),
         }
+    }
+
+    /// The login for an image on `host`, from the stored registry whose URL names it.
+    pub async fn registry_auth_for_host(
+        &self,
+        host: &str,
+    ) -> Result<Option<berth_domain::ports::RegistryAuth>> {
+        Ok(self
+            .registry_for_host(host)
+            .await?
+            .and_then(|r| r.auth_for(host)))
     }
 
     /// One project as the API shows it: secret env values sealed (empty).
@@ -121,25 +129,35 @@ impl Store {
         self.write_env(conn, pid, None, &p.env).await?;
         self.write_volumes(conn, pid, p).await?;
         for s in &p.stages {
-            let (sid,): (i64,) = sqlx::query_as(
-                "INSERT INTO stages (project_id, name, tag_pattern, auto_deploy, max_instances, promote_from, confirm, subdomain, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(pid)
-            .bind(s.name.as_str())
-            .bind(s.tag_pattern.as_str())
-            .bind(s.auto_deploy)
-            .bind(s.max_instances as i64)
-            .bind(s.promote_from.as_ref().map(|n| n.as_str()))
-            .bind(s.confirm)
-            .bind(&s.subdomain)
-            .bind(&t)
-            .bind(&t)
-            .fetch_one(&mut *conn)
-            .await?;
+            let sid = Self::insert_stage(conn, pid, s, &t).await?;
             self.write_env(conn, pid, Some(sid), &s.env).await?;
         }
         Ok(pid)
+    }
+
+    async fn insert_stage(
+        conn: &mut SqliteConnection,
+        pid: i64,
+        s: &berth_domain::model::StageSpec,
+        t: &str,
+    ) -> Result<i64> {
+        let (sid,): (i64,) = sqlx::query_as(
+            "INSERT INTO stages (project_id, name, tag_pattern, auto_deploy, max_instances, promote_from, confirm, subdomain, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(pid)
+        .bind(s.name.as_str())
+        .bind(s.tag_pattern.as_str())
+        .bind(s.auto_deploy)
+        .bind(s.max_instances as i64)
+        .bind(s.promote_from.as_ref().map(|n| n.as_str()))
+        .bind(s.confirm)
+        .bind(&s.subdomain)
+        .bind(t)
+        .bind(t)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(sid)
     }
 
     async fn write_volumes(
@@ -287,25 +305,7 @@ impl Store {
                     .await?;
                     *sid
                 }
-                None => {
-                    let (sid,): (i64,) = sqlx::query_as(
-                        "INSERT INTO stages (project_id, name, tag_pattern, auto_deploy, max_instances, promote_from, confirm, subdomain, created_at, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    )
-                    .bind(pid)
-                    .bind(s.name.as_str())
-                    .bind(s.tag_pattern.as_str())
-                    .bind(s.auto_deploy)
-                    .bind(s.max_instances as i64)
-                    .bind(s.promote_from.as_ref().map(|n| n.as_str()))
-                    .bind(s.confirm)
-                    .bind(&s.subdomain)
-                    .bind(&t)
-                    .bind(&t)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    sid
-                }
+                None => Self::insert_stage(&mut tx, pid, s, &t).await?,
             };
             self.write_env(&mut tx, pid, Some(sid), &s.env).await?;
         }

@@ -28,17 +28,7 @@ pub struct InspectBody {
 
 /// Credentials of a stored registry whose URL names the image's host.
 async fn auth_for(st: &AppState, image: &ImageRef) -> ApiResult<Option<RegistryAuth>> {
-    Ok(st
-        .store
-        .registry_for_host(&image.registry)
-        .await?
-        .and_then(|r| {
-            r.secret.map(|password| RegistryAuth {
-                server: image.registry.clone(),
-                username: r.username.unwrap_or_default(),
-                password,
-            })
-        }))
+    Ok(st.store.registry_auth_for_host(&image.registry).await?)
 }
 
 fn parse_image(s: &str) -> ApiResult<ImageRef> {
@@ -287,12 +277,8 @@ pub async fn stage_tags(
             live,
         }));
     }
-    let auth = match registry.and_then(|r| r.secret.map(|pw| (r.username, pw))) {
-        Some((user, password)) => Some(RegistryAuth {
-            server: p.image.registry.clone(),
-            username: user.unwrap_or_default(),
-            password,
-        }),
+    let auth = match registry.and_then(|r| r.auth_for(&p.image.registry)) {
+        Some(a) => Some(a),
         None => auth_for(&st, &p.image).await?,
     };
     let mut tags = st

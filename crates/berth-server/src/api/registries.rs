@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use berth_crypto::SecretString;
 use berth_domain::model::{RegistryKind, RegistrySpec, validate_http_url};
-use berth_domain::ports::RegistryAuth;
 use berth_store::{RegistryView, SecretUpdate};
 use serde::{Deserialize, Serialize};
 
@@ -169,17 +168,8 @@ pub async fn test(
         .registry(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no registry named {name}")))?;
-    let host = r
-        .url
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let auth = r.secret.map(|password| RegistryAuth {
-        server: host.clone(),
-        username: r.username.unwrap_or_default(),
-        password,
-    });
+    let host = r.host().to_string();
+    let auth = r.auth_for(&host);
     st.registry
         .check(&host, q.repository.as_deref(), auth.as_ref())
         .await
