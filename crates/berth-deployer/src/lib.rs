@@ -87,7 +87,23 @@ pub struct DeployEvent {
     /// Set for an instance's change outside a deploy (stopped, started, removed…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// Set on `progress` events: one layer of an image pull.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<LayerProgress>,
 }
+
+/// A layer's pull progress, published (as a `progress` event, not logged) when its status
+/// changes and at most every [`PROGRESS_EVERY`] while it downloads or extracts.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerProgress {
+    pub layer: String,
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// The shortest gap between two progress events of one layer with the same status.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Timing knobs (tests shorten them).
 #[derive(Debug, Clone)]
@@ -194,6 +210,7 @@ impl Deployer {
             state: state.into(),
             message,
             instance: None,
+            progress: None,
         });
     }
 
@@ -500,7 +517,41 @@ impl Deployer {
         let digest = self
             .step(d, DeployState::Pulling, async {
                 let done = Mutex::new(Vec::<String>::new());
+                let last = Mutex::new(HashMap::<String, (String, std::time::Instant)>::new());
                 let progress = |p: PullProgress| {
+                    // Layers have hex ids; "Pulling from …" comes with the tag as its id.
+                    if !p.layer.is_empty() && p.layer.chars().all(|c| c.is_ascii_hexdigit()) {
+                        let now = std::time::Instant::now();
+                        let due = {
+                            let mut last = last.lock().expect("pull progress");
+                            let due = match last.get(&p.layer) {
+                                Some((status, at)) => {
+                                    *status != p.status || now.duration_since(*at) >= PROGRESS_EVERY
+                                }
+                                None => true,
+                            };
+                            if due {
+                                last.insert(p.layer.clone(), (p.status.clone(), now));
+                            }
+                            due
+                        };
+                        if due {
+                            let _ = self.events.send(DeployEvent {
+                                deploy: d.id.clone(),
+                                project: d.project.clone(),
+                                stage: d.stage.clone(),
+                                state: "progress".into(),
+                                message: None,
+                                instance: None,
+                                progress: Some(LayerProgress {
+                                    layer: p.layer.clone(),
+                                    status: p.status.clone(),
+                                    current: p.current,
+                                    total: p.total,
+                                }),
+                            });
+                        }
+                    }
                     // One log line per layer milestone, not per progress tick.
                     if matches!(p.status.as_str(), "Pull complete" | "Already exists")
                         || p.status.starts_with("Digest:")

@@ -64,6 +64,7 @@ impl Deployer {
             state: format!("instance.{state}"),
             message: Some(message),
             instance: Some(i.id.clone()),
+            progress: None,
         });
     }
 

@@ -982,6 +982,53 @@ async fn images_nothing_uses_any_more_are_pruned_and_the_live_one_is_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_image_pull_is_published_layer_by_layer() {
+    let Some(env) = env() else { return };
+    let w = world(&env, "progress", 1).await;
+    w.cleanup("progress").await;
+    // Its own image (scripts/testenv pushes it for this test alone), removed first, so that
+    // berth has to pull it.
+    let repo = format!("{}/berth-test/progress", env["BERTH_TEST_REGISTRY"]);
+    let mut p = w.store.project("progress").await.unwrap().unwrap();
+    p.image = berth_domain::ImageRef::parse(&repo).unwrap();
+    w.store.update_project(&p).await.unwrap();
+    let _ = w.engine.prune_images(&repo, &[]).await;
+
+    let mut events = w.deployer.subscribe();
+    let d1 = w.deploy("progress", "v1").await;
+    assert_eq!(w.finished(&d1).await.state, "succeeded");
+    // The image was not there: its pull was published layer by layer, as progress events
+    // (not log lines), ending with every layer complete.
+    let mut layers = BTreeMap::<String, String>::new();
+    loop {
+        match events.try_recv() {
+            Ok(e) if e.deploy == d1 => {
+                if let Some(p) = e.progress {
+                    assert_eq!(e.state, "progress");
+                    assert!(!p.layer.is_empty(), "{p:?}");
+                    if let (Some(c), Some(t)) = (p.current, p.total) {
+                        assert!(c <= t, "{p:?}");
+                    }
+                    layers.insert(p.layer, p.status);
+                }
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(!layers.is_empty(), "no pull progress was published");
+    assert!(
+        layers
+            .values()
+            .all(|s| s == "Pull complete" || s == "Already exists"),
+        "{layers:?}"
+    );
+    assert_eq!(w.served().await, "200 progress");
+    w.cleanup("progress").await;
+    let _ = w.engine.prune_images(&repo, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_up_points_lost_or_stale_routes_at_the_live_instance_again() {
     use berth_domain::ports::ProxyConnector;
     let Some(env) = env() else { return };

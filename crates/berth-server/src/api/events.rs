@@ -1,8 +1,8 @@
 //! Live events over SSE: `GET /api/events` (every deploy's progress, optionally for one
 //! project) and `GET /api/deploys/{id}/stream` (one deploy's log, from the start, until it
-//! ends). Keep-alive comments every 15 s; a subscriber too slow to keep up gets a `resync`
-//! event (reload what you show) instead of silently missing events; streams end when berth
-//! shuts down.
+//! ends, with `progress` events for each layer of the image pull). Keep-alive comments every
+//! 15 s; a subscriber too slow to keep up gets a `resync` event (reload what you show)
+//! instead of silently missing events; streams end when berth shuts down.
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Path, Query};
@@ -49,6 +49,8 @@ pub async fn events(State(st): State<AppState>, Query(q): Query<EventsQuery>) ->
         loop {
             match rx.recv().await {
                 Ok(e) if project.as_ref().is_some_and(|p| p != &e.project) => continue,
+                // Pull progress goes to the deploy's own stream only.
+                Ok(e) if e.progress.is_some() => continue,
                 Ok(e) => return Some((Ok(event(&e)), (rx, project))),
                 Err(RecvError::Lagged(n)) => {
                     let resync = Event::default()
@@ -104,6 +106,15 @@ pub async fn deploy_stream(
         loop {
             match rx.recv().await {
                 Ok(e) if e.deploy != id => continue,
+                Ok(DeployEvent {
+                    progress: Some(p), ..
+                }) => {
+                    let ev = Event::default()
+                        .event("progress")
+                        .json_data(&p)
+                        .unwrap_or_else(|_| Event::default().event("progress"));
+                    return Some((Ok(ev), (rx, id, false)));
+                }
                 Ok(e) if e.state == "log" => {
                     return Some((
                         Ok(Event::default()

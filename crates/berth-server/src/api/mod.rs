@@ -16,6 +16,7 @@ mod health;
 mod hooks;
 mod images;
 mod npm;
+mod overview;
 mod projects;
 mod registries;
 mod session;
@@ -242,6 +243,8 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
             get(events::deploy_stream),
         )
         .doc("Server-sent events: one deploy's log from the start until it ends")
+        .add(M::GET, "/api/overview", VIEWER, get(overview::get))
+        .doc("The dashboard in one call: projects, stages, instances by health, latest deploys")
         .add(M::GET, "/api/deploys", VIEWER, get(deploys::list))
         .doc("Recent deploys across all projects")
         .add(M::GET, "/api/deploys/{id}", VIEWER, get(deploys::get))
