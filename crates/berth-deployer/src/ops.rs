@@ -4,7 +4,7 @@
 
 use crate::{Ctx, DeployEvent, Deployer, health};
 use berth_domain::model::ProjectSpec;
-use berth_domain::plan::{fqdn, stage_subdomain};
+use berth_domain::plan::instance_host;
 use berth_domain::subdomain::dns_label;
 use berth_domain::{ImageRef, ProjectName};
 use berth_store::{InstanceRecord, StoreError};
@@ -70,14 +70,7 @@ impl Deployer {
 
     /// The domain an instance is served at (a live instance's route), if it has one.
     fn instance_domain(ctx: &Ctx, i: &InstanceRecord) -> String {
-        if ctx.stage.max_instances > 1 {
-            fqdn(&i.subdomain, &ctx.global)
-        } else {
-            fqdn(
-                &stage_subdomain(&ctx.project, &ctx.stage, &ctx.global),
-                &ctx.global,
-            )
-        }
+        instance_host(&ctx.project, &ctx.stage, &ctx.global, &i.subdomain)
     }
 
     /// Stops, starts, restarts or removes one instance of a stage; returns it as it is after.

@@ -175,6 +175,21 @@ pub fn fqdn(label: &str, global: &GlobalSettings) -> String {
     }
 }
 
+/// The host an instance is served at: the stage's subdomain for a single-instance stage
+/// (it follows the newest live instance), the instance's own tag subdomain otherwise.
+pub fn instance_host(
+    project: &ProjectSpec,
+    stage: &StageSpec,
+    global: &GlobalSettings,
+    instance_subdomain: &str,
+) -> String {
+    if stage.max_instances > 1 {
+        fqdn(instance_subdomain, global)
+    } else {
+        fqdn(&stage_subdomain(project, stage, global), global)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

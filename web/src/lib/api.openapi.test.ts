@@ -22,10 +22,15 @@ function templateFor(path: string): string | undefined {
 describe('the API client against the OpenAPI description', () => {
   it('calls only operations the server describes', async () => {
     const calls: { method: string; path: string }[] = [];
-    const api = client(async (url, init) => {
+    const raw = client(async (url, init) => {
       calls.push({ method: (init?.method ?? 'GET').toLowerCase(), path: String(url) });
       return new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } });
     });
+    // Every method of the client must be called below: a new one without a check fails.
+    const used = new Set<string>();
+    const api = Object.fromEntries(
+      Object.entries(raw).map(([k, f]) => [k, (...a: unknown[]) => (used.add(k), (f as (...x: unknown[]) => unknown)(...a))]),
+    ) as typeof raw;
     // Every method, with arguments that need escaping.
     await api.health();
     await api.login('a', 'b');
@@ -47,8 +52,27 @@ describe('the API client against the OpenAPI description', () => {
     await api.regenerateWebhook();
     await api.inspect('reg/app:v1');
     await api.quick('reg/app:v1');
+    await api.overview();
+    const project = { name: 'my app', image: 'r/a', port: 80, stages: {} };
+    await api.createProject(project);
+    await api.updateProject(project);
+    await api.deleteProject('my app');
+    await api.saveSettings({} as never);
+    await api.registries();
+    await api.createRegistry({ name: 'r', kind: 'generic', url: 'http://r', username: null });
+    await api.updateRegistry('r', { kind: 'generic', url: 'http://r', username: null });
+    await api.deleteRegistry('r');
+    await api.testRegistry('r');
+    await api.npm();
+    await api.saveNpm({ url: 'http://n', email: 'a@b', upstream: 'host_port', certificate_id: null, websockets: false });
+    await api.deleteNpm();
+    await api.testNpm();
+    await api.hookSources();
+    await api.newHookSecret('github');
+    await api.deliveries();
     for (const a of ['stop', 'start', 'restart', 'remove'] as const) await api.instanceAction('p', 'dev', 'i-1', a);
-    expect(calls.length).toBe(24);
+    expect([...used].sort()).toEqual(Object.keys(raw).sort());
+    expect(calls.length).toBe(41);
     for (const c of calls) {
       const t = templateFor(c.path);
       expect(t, `${c.method} ${c.path} is not in docs/openapi.json`).toBeDefined();

@@ -62,6 +62,103 @@ export interface GlobalSettings {
   keep_releases: number;
   drain_secs: number;
   watch_secs: number;
+  prune_images: boolean;
+}
+
+export type Health3 = 'healthy' | 'starting' | 'failing';
+
+export interface HealthCounts {
+  healthy: number;
+  starting: number;
+  failing: number;
+  stopped: number;
+  kept: number;
+}
+
+export interface LiveInstance {
+  id: string;
+  tag: string;
+  digest: string | null;
+  subdomain: string;
+  host: string;
+  health: Health3;
+  engine_status: string | null;
+  since: string;
+}
+
+export interface StageOverview {
+  name: string;
+  tag_pattern: string;
+  counts: HealthCounts;
+  live: LiveInstance[];
+  latest_deploy: DeployRecord | null;
+}
+
+export interface Overview {
+  projects: { name: string; image: string; stages: StageOverview[] }[];
+  engine_error: string | null;
+}
+
+/** One layer of an image pull, from a deploy's stream. */
+export interface LayerProgress {
+  layer: string;
+  status: string;
+  current: number | null;
+  total: number | null;
+}
+
+export type RegistryKind = 'generic' | 'dockerhub' | 'ghcr' | 'gitea' | 'forgejo' | 'gitlab' | 'harbor' | 'quay';
+
+export interface Registry {
+  name: string;
+  kind: RegistryKind;
+  url: string;
+  username: string | null;
+  has_secret: boolean;
+  projects: string[];
+}
+
+/** A registry as sent: `password` left out keeps the stored one, null clears it. */
+export interface RegistryInput {
+  name?: string;
+  kind: RegistryKind;
+  url: string;
+  username: string | null;
+  password?: string | null;
+}
+
+export interface NpmConnection {
+  url: string;
+  email: string;
+  /** "********" when a password is stored; never the password. */
+  password: string | null;
+  upstream: 'container_name' | 'host_port';
+  certificate_id: number | null;
+  websockets: boolean;
+}
+
+export type NpmInput = Omit<NpmConnection, 'password'> & { password?: string | null };
+
+export interface HookSource {
+  source: string;
+  auth: 'url_secret' | 'hmac' | 'token';
+  header: string | null;
+  path: string;
+  configured: boolean;
+  updated_at: string | null;
+}
+
+export interface Delivery {
+  id: number;
+  source: string;
+  delivery_id: string | null;
+  received_at: string;
+  outcome: string;
+  reason: string | null;
+  image: string | null;
+  digest: string | null;
+  deploys: string;
+  ip: string | null;
 }
 
 export interface DeployRecord {
@@ -118,6 +215,8 @@ export interface StageConfig {
   promote_from?: string;
   confirm?: boolean;
   subdomain?: string;
+  /** Overrides of the project's env (secrets read back as {"secret": true}). */
+  env?: Record<string, unknown>;
 }
 
 /** A project in the API's shape (the seed's `projects.<name>` entry, plus `name`). */
@@ -139,6 +238,8 @@ export interface PollStatus {
 export interface ProjectDetail {
   project: ProjectConfig;
   instances: Record<string, InstanceRecord[]>;
+  /** The host each instance is (or would be) served at, by instance id. */
+  hosts: Record<string, string>;
   source: PollStatus | null;
 }
 
@@ -248,6 +349,24 @@ export function client(f: Fetch = (...a) => fetch(...a)) {
         image,
         ...(project ? { project } : {}),
       }),
+    overview: () => request<Overview>('GET', '/api/overview'),
+    createProject: (p: ProjectConfig) => request<ProjectDetail>('POST', '/api/projects', p),
+    updateProject: (p: ProjectConfig) => request<ProjectDetail>('PUT', `/api/projects/${enc(p.name)}`, p),
+    deleteProject: (name: string) => request<void>('DELETE', `/api/projects/${enc(name)}`),
+    saveSettings: (g: GlobalSettings) => request<GlobalSettings>('PUT', '/api/settings', g),
+    registries: () => request<Registry[]>('GET', '/api/registries'),
+    createRegistry: (r: RegistryInput) => request<Registry[]>('POST', '/api/registries', r),
+    updateRegistry: (name: string, r: RegistryInput) => request<Registry[]>('PUT', `/api/registries/${enc(name)}`, r),
+    deleteRegistry: (name: string) => request<void>('DELETE', `/api/registries/${enc(name)}`),
+    testRegistry: (name: string) => request<{ ok: boolean; registry: string }>('POST', `/api/registries/${enc(name)}/test`),
+    npm: () => request<NpmConnection>('GET', '/api/npm'),
+    saveNpm: (n: NpmInput) => request<NpmConnection>('PUT', '/api/npm', n),
+    deleteNpm: () => request<void>('DELETE', '/api/npm'),
+    testNpm: () => request<{ version: string; user: string }>('POST', '/api/npm/test'),
+    hookSources: () => request<HookSource[]>('GET', '/api/settings/hooks'),
+    newHookSecret: (source: string) =>
+      request<{ source: string; secret: string; path: string }>('POST', `/api/settings/hooks/${enc(source)}/secret`),
+    deliveries: () => request<Delivery[]>('GET', '/api/deliveries'),
     instanceAction: (project: string, stage: string, id: string, action: InstanceAction) =>
       action === 'remove'
         ? request<InstanceRecord>('DELETE', `/api/projects/${enc(project)}/stages/${enc(stage)}/instances/${enc(id)}`)

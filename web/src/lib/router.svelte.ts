@@ -14,16 +14,27 @@ export function pathFor(page: Page): string {
   return page === 'dashboard' ? '/' : `/${page}`;
 }
 
-export const route = $state({ page: pageFor(typeof location === 'undefined' ? '/' : location.pathname) });
+const initial = typeof location === 'undefined' ? '/' : location.pathname;
+export const route = $state<{ page: Page; sub: string | null }>({ page: pageFor(initial), sub: subFor(initial) });
 
-export function navigate(page: Page) {
-  if (route.page === page) return;
-  history.pushState({}, '', pathFor(page));
+/** Goes to a page; `sub` is the rest of its path (e.g. a deploy's id under /deploys). */
+export function navigate(page: Page, sub?: string) {
+  const path = sub ? `${pathFor(page)}/${encodeURIComponent(sub)}` : pathFor(page);
+  if (location.pathname === path) return;
+  history.pushState({}, '', path);
   route.page = page;
+  route.sub = subFor(path);
+}
+
+/** The second segment of a path: /deploys/<id> → id. */
+export function subFor(path: string): string | null {
+  const seg = path.replace(/^\/+/, '').split('/')[1];
+  return seg ? decodeURIComponent(seg) : null;
 }
 
 if (typeof window !== 'undefined') {
   window.addEventListener('popstate', () => {
     route.page = pageFor(location.pathname);
+    route.sub = subFor(location.pathname);
   });
 }

@@ -553,8 +553,22 @@ pub fn validate_global(g: &GlobalSettings) -> Result<(), (&'static str, String)>
             "must contain {project} (and usually {stage})".into(),
         ));
     }
-    if g.network.is_empty() || g.network.len() > 64 {
-        return Err(("network", "must be 1 to 64 characters".into()));
+    // Docker's own rule for network names: [a-zA-Z0-9][a-zA-Z0-9_.-]*
+    if g.network.is_empty()
+        || g.network.len() > 64
+        || !g.network.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !g
+            .network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err((
+            "network",
+            format!(
+                "{:?} is not a Docker network name: 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                g.network
+            ),
+        ));
     }
     if let Some(u) = &g.notification_url {
         validate_http_url("notification_url", u).map_err(|m| ("notification_url", m))?;

@@ -428,3 +428,24 @@ fn polling_is_off_at_zero_and_otherwise_at_least_ten_seconds() {
     assert_eq!(field, "poll_interval_secs");
     assert!(message.contains("0 (no polling)"), "{message}");
 }
+
+#[test]
+fn the_network_must_be_a_name_docker_accepts() {
+    let g = |n: &str| GlobalSettings {
+        network: n.into(),
+        ..Default::default()
+    };
+    for ok in ["berth", "proxy_net", "a.b-c", "9net"] {
+        assert_eq!(validate_global(&g(ok)), Ok(()), "{ok}");
+    }
+    for bad in [
+        "",
+        "no spaces",
+        "-dash-first",
+        "semi;colon",
+        &"n".repeat(65),
+    ] {
+        let (field, _) = validate_global(&g(bad)).unwrap_err();
+        assert_eq!(field, "network", "{bad:?}");
+    }
+}

@@ -6,6 +6,7 @@
 use crate::AppState;
 use crate::error::{ApiResult, Json};
 use axum::extract::State;
+use berth_domain::plan::{fqdn, instance_host};
 use berth_domain::ports::ContainerSummary;
 use berth_store::{DeployRecord, InstanceRecord};
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct LiveInstance {
     pub tag: String,
     pub digest: Option<String>,
     pub subdomain: String,
+    /// The host it is served at (`<subdomain>.<domain>`).
+    pub host: String,
     /// healthy, starting or failing.
     pub health: &'static str,
     /// What the engine says (e.g. "Up 5 minutes (healthy)"), when it knows the container.
@@ -88,10 +91,15 @@ pub async fn get(State(st): State<AppState>) -> ApiResult<Json<Overview>> {
         .flatten()
         .map(|c| (c.id.as_str(), c))
         .collect();
+    let global = st.store.global_settings().await?;
     let mut projects = Vec::new();
     for p in st.store.list_projects().await? {
+        let spec = st.store.project(&p.name).await?;
         let mut stages = Vec::new();
         for s in &p.stages {
+            let stage_spec = spec
+                .as_ref()
+                .and_then(|sp| sp.stages.iter().find(|x| x.name.as_str() == s.name));
             let Some((_, sid)) = st.store.stage_ids(&p.name, &s.name).await? else {
                 continue;
             };
@@ -114,7 +122,12 @@ pub async fn get(State(st): State<AppState>) -> ApiResult<Json<Overview>> {
                             "starting" => counts.starting += 1,
                             _ => counts.failing += 1,
                         }
+                        let host = match (&spec, stage_spec) {
+                            (Some(sp), Some(ss)) => instance_host(sp, ss, &global, &i.subdomain),
+                            _ => fqdn(&i.subdomain, &global),
+                        };
                         live.push(LiveInstance {
+                            host,
                             engine_status: c.map(|c| c.status.clone()),
                             id: i.id,
                             tag: i.tag,

@@ -40,21 +40,33 @@ pub async fn list(State(st): State<AppState>) -> ApiResult<Json<Vec<ProjectSumma
 pub struct ProjectDetail {
     project: Value,
     instances: BTreeMap<String, Vec<InstanceRecord>>,
+    /// The host each instance is (or would be) served at, by instance id.
+    hosts: BTreeMap<String, String>,
     /// The registry poller's last look at the project (null before the first).
     source: Option<berth_store::PollStatus>,
 }
 
 async fn detail(st: &AppState, name: &str) -> ApiResult<ProjectDetail> {
     let p = load(st, name).await?;
+    let global = st.store.global_settings().await?;
     let mut instances = BTreeMap::new();
+    let mut hosts = BTreeMap::new();
     for s in &p.stages {
         if let Some((_, sid)) = st.store.stage_ids(name, s.name.as_str()).await? {
-            instances.insert(s.name.to_string(), st.store.stage_instances(sid).await?);
+            let list = st.store.stage_instances(sid).await?;
+            for i in &list {
+                hosts.insert(
+                    i.id.clone(),
+                    berth_domain::plan::instance_host(&p, s, &global, &i.subdomain),
+                );
+            }
+            instances.insert(s.name.to_string(), list);
         }
     }
     Ok(ProjectDetail {
         project: project_to_json(&p),
         instances,
+        hosts,
         source: st.store.poll_status(name).await?,
     })
 }
