@@ -26,12 +26,12 @@ mod sessions;
 mod settings;
 mod users;
 
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, AuditFilter};
 pub use config::{NpmView, ProjectSummary, SecretUpdate};
 pub use deploys::{DeployRecord, InstanceRecord, LogLine, NewDeploy, PollStatus, StepRecord};
 pub use hooks::{Delivery, HookSourceView, NewDelivery};
 pub use registries::RegistryView;
-pub use sessions::{Session, SessionKind};
+pub use sessions::{Session, SessionInfo, SessionKind, session_id};
 pub use users::User;
 
 /// The embedded migrations, newest last.

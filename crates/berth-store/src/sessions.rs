@@ -1,6 +1,7 @@
 //! Sessions: browser logins and script tokens, stored by the SHA-256 of their secret.
 
 use crate::{Result, Store, StoreError, User, now};
+use berth_domain::Role;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -33,7 +34,96 @@ pub struct Session {
     pub last_seen_at: String,
 }
 
+/// A session or token as its owner (or an admin) lists it. `id` is the first 16 hex digits of
+/// the secret's hash: enough to name it, useless to log in with.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SessionInfo {
+    pub id: String,
+    pub kind: String,
+    /// A token's name.
+    pub name: Option<String>,
+    /// A token's role cap (null: the user's role).
+    pub role: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    /// When it was last used (kept to the minute).
+    pub last_seen_at: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The public id of a session: a prefix of its hash.
+pub fn session_id(token_hash: &str) -> &str {
+    &token_hash[..token_hash.len().min(16)]
+}
+
 impl Store {
+    /// A named API token with a role cap (`role` at most the user's; the caller checks).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_token(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        name: &str,
+        role: Role,
+        ttl: Duration,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<Session> {
+        let s = self
+            .create_session(
+                user_id,
+                token_hash,
+                SessionKind::Script,
+                ttl,
+                ip,
+                user_agent,
+            )
+            .await?;
+        sqlx::query("UPDATE sessions SET name = ?, role = ? WHERE token_hash = ?")
+            .bind(name)
+            .bind(role.as_str())
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(s)
+    }
+
+    /// A user's live sessions and tokens, newest first.
+    pub async fn user_sessions(&self, user_id: i64) -> Result<Vec<SessionInfo>> {
+        Ok(sqlx::query_as(
+            "SELECT substr(token_hash, 1, 16) AS id, kind, name, role, created_at, expires_at, last_seen_at, ip, user_agent
+             FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY created_at DESC",
+        )
+        .bind(user_id)
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Ends one of a user's sessions by its public id; false when there is none.
+    pub async fn delete_user_session(&self, user_id: i64, id: &str) -> Result<bool> {
+        if id.len() != 16 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let r =
+            sqlx::query("DELETE FROM sessions WHERE user_id = ? AND substr(token_hash, 1, 16) = ?")
+                .bind(user_id)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Ends every session and token of a user; returns how many.
+    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn create_session(
         &self,
         user_id: i64,
@@ -76,15 +166,15 @@ impl Store {
     pub async fn session_user(&self, token_hash: &str) -> Result<Option<User>> {
         let now_t = chrono::Utc::now();
         let t = now_t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT s.user_id, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id
+        let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT s.user_id, s.last_seen_at, s.role FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
         )
         .bind(token_hash)
         .bind(&t)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((uid, last_seen)) = row else {
+        let Some((uid, last_seen, cap)) = row else {
             return Ok(None);
         };
         let stale = DateTime::parse_from_rfc3339(&last_seen)
@@ -98,7 +188,13 @@ impl Store {
                 .await?;
         }
         match self.user(uid).await {
-            Ok(u) => Ok(Some(u)),
+            Ok(mut u) => {
+                // A token acts with the lower of its own role and its user's.
+                if let Some(cap) = cap.as_deref().and_then(|c| c.parse::<Role>().ok()) {
+                    u.role = u.role.min(cap);
+                }
+                Ok(Some(u))
+            }
             Err(StoreError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }

@@ -70,9 +70,18 @@ describe('the API client against the OpenAPI description', () => {
     await api.hookSources();
     await api.newHookSecret('github');
     await api.deliveries();
+    await api.sessions();
+    await api.revokeSession('0123456789abcdef');
+    await api.logOutEverywhere();
+    await api.createToken('ci', 'deployer', 30);
+    await api.users();
+    await api.endUserSessions(3);
+    await api.audit();
+    await api.audit({ actor: 'admin', action: 'login.' });
     for (const a of ['stop', 'start', 'restart', 'remove'] as const) await api.instanceAction('p', 'dev', 'i-1', a);
     expect([...used].sort()).toEqual(Object.keys(raw).sort());
-    expect(calls.length).toBe(41);
+    expect(calls.length).toBe(49);
+    expect(calls.find((c) => c.path.startsWith('/api/audit?'))?.path).toBe('/api/audit?actor=admin&action=login.');
     for (const c of calls) {
       const t = templateFor(c.path);
       expect(t, `${c.method} ${c.path} is not in docs/openapi.json`).toBeDefined();

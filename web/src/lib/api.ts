@@ -264,6 +264,37 @@ export interface Suggestion {
   note?: string;
 }
 
+export interface SessionRow {
+  id: string;
+  kind: 'browser' | 'script';
+  name: string | null;
+  role: Role | null;
+  created_at: string;
+  expires_at: string;
+  last_seen_at: string;
+  ip: string | null;
+  user_agent: string | null;
+  current: boolean;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string | null;
+  ip: string | null;
+  detail: string | null;
+}
+
+export interface AuditQuery {
+  actor?: string;
+  action?: string;
+  since?: string;
+  until?: string;
+  before?: number;
+}
+
 /** A deploy that has not ended yet. */
 export function isRunning(state: string): boolean {
   return !['succeeded', 'failed', 'rolled_back', 'cancelled', 'superseded'].includes(state);
@@ -367,6 +398,23 @@ export function client(f: Fetch = (...a) => fetch(...a)) {
     newHookSecret: (source: string) =>
       request<{ source: string; secret: string; path: string }>('POST', `/api/settings/hooks/${enc(source)}/secret`),
     deliveries: () => request<Delivery[]>('GET', '/api/deliveries'),
+    sessions: () => request<SessionRow[]>('GET', '/api/auth/sessions'),
+    revokeSession: (id: string) => request<void>('DELETE', `/api/auth/sessions/${enc(id)}`),
+    logOutEverywhere: () => request<{ ended: number }>('POST', '/api/auth/sessions/revoke-all'),
+    createToken: (name: string, role: Role, expires_in_days: number) =>
+      request<{ token: string; id: string; name: string; role: Role; expires_at: string }>('POST', '/api/auth/tokens', {
+        name,
+        role,
+        expires_in_days,
+      }),
+    users: () => request<User[]>('GET', '/api/users'),
+    endUserSessions: (id: number) => request<{ ended: number }>('POST', `/api/users/${id}/sessions/revoke`),
+    audit: (q: AuditQuery = {}) => {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== '') params.set(k, String(v));
+      const qs = params.toString();
+      return request<AuditEntry[]>('GET', `/api/audit${qs ? `?${qs}` : ''}`);
+    },
     instanceAction: (project: string, stage: string, id: string, action: InstanceAction) =>
       action === 'remove'
         ? request<InstanceRecord>('DELETE', `/api/projects/${enc(project)}/stages/${enc(stage)}/instances/${enc(id)}`)

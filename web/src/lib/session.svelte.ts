@@ -27,3 +27,8 @@ export async function logOut() {
     session.user = null;
   }
 }
+
+/** The session already ended on the server (revoked): show the login page. */
+export function forgetSession() {
+  session.user = null;
+}

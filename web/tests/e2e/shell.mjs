@@ -394,6 +394,41 @@ try {
       await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
     });
 
+    await step(`[${scheme}] an API token is made with a lower role, used, revoked, and audited`, async () => {
+      const name = `e2e-ci-${scheme}`;
+      await page.getByRole('link', { name: 'Settings', exact: true }).click();
+      const card = page.getByTestId('account');
+      await card.getByLabel('Token name').fill(name);
+      await card.getByLabel('Role').selectOption('deployer');
+      await card.getByRole('button', { name: 'Create token' }).click();
+      const token = await card.getByTestId('new-token').inputValue();
+      assert(/^bt_/.test(token), `token: ${token.slice(0, 3)}…`);
+      const bearer = { authorization: `Bearer ${token}` };
+      const read = await page.request.get(`${berth.url}/api/projects`, { headers: bearer });
+      assert(read.status() === 200, `deployer token reading: ${read.status()}`);
+      const settings = await (await page.request.get(`${berth.url}/api/settings`)).json();
+      const write = await page.request.put(`${berth.url}/api/settings`, { headers: bearer, data: settings });
+      assert(write.status() === 403, `deployer token changing settings: ${write.status()}`);
+      await card.getByTestId('sessions').getByText(name).waitFor();
+      await shot('account');
+      page.once('dialog', (d) => void d.accept());
+      await card.getByRole('button', { name: `Revoke ${name}` }).click();
+      await card.getByRole('status').getByText('Ended.').waitFor();
+      const after = await page.request.get(`${berth.url}/api/projects`, { headers: bearer });
+      assert(after.status() === 401, `revoked token: ${after.status()}`);
+      // The audit page shows it, filtered, without the secret.
+      await page.getByRole('link', { name: 'Audit log', exact: true }).click();
+      await page.getByLabel('Action').selectOption('token.');
+      await page.getByRole('button', { name: 'Filter' }).click();
+      const table = page.getByTestId('audit');
+      await table.getByText('token.created').first().waitFor();
+      assert((await table.textContent()).includes(name), 'the token is not in the audit log');
+      assert(!(await table.textContent()).includes(token.slice(3)), 'the secret is in the audit log');
+      await shot('audit');
+      await page.getByRole('link', { name: 'Deploys', exact: true }).click();
+      await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
+    });
+
     await step(`[${scheme}] the theme toggle switches and is remembered`, async () => {
       const other = scheme === 'light' ? 'dark' : 'light';
       await page.getByRole('button', { name: `Switch to ${other} theme` }).click();

@@ -8,6 +8,7 @@ use axum::http::Method;
 use axum::routing::{delete, get, post, put};
 use berth_domain::Role;
 
+mod account;
 mod config;
 mod containers;
 mod deploys;
@@ -268,8 +269,34 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
         .doc("The configuration as seed YAML (?secrets=true to include them)")
         .add(M::GET, "/api/users", ADMIN, get(users::list))
         .doc("Users")
+        .add(
+            M::POST,
+            "/api/users/{id}/sessions/revoke",
+            ADMIN,
+            post(account::end_user_sessions),
+        )
+        .doc("End every session and token of a user")
+        .add(M::GET, "/api/auth/sessions", VIEWER, get(account::list))
+        .doc("Your browser sessions and API tokens (ids, never secrets)")
+        .add(
+            M::DELETE,
+            "/api/auth/sessions/{id}",
+            VIEWER,
+            delete(account::revoke),
+        )
+        .doc("End one of your sessions or revoke one of your tokens")
+        .add(
+            M::POST,
+            "/api/auth/sessions/revoke-all",
+            VIEWER,
+            post(account::revoke_all),
+        )
+        .doc("Log out everywhere: every session and token of yours, this one too")
+        .add(M::POST, "/api/auth/tokens", VIEWER, post(account::create_token))
+        .doc("A named API token with a role up to yours and an expiry, shown once")
+        .body::<account::NewToken>()
         .add(M::GET, "/api/audit", ADMIN, get(users::audit))
-        .doc("The audit log, newest first")
+        .doc("The audit log, newest first (?actor=&action=<prefix>&since=&until=&before=<id>&limit=)")
         .add(M::GET, "/api/openapi.json", VIEWER, get(openapi_json))
         .doc("This OpenAPI description")
         .finish()

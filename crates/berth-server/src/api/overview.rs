@@ -70,9 +70,7 @@ pub fn health_of(i: &InstanceRecord, c: Option<&ContainerSummary>) -> &'static s
     let Some(c) = c else {
         return "failing";
     };
-    if c.state != "running" {
-        "failing"
-    } else if c.status.contains("(unhealthy)") {
+    if c.state != "running" || c.status.contains("(unhealthy)") {
         "failing"
     } else if c.status.contains("(health: starting)") {
         "starting"

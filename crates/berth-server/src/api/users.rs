@@ -1,9 +1,9 @@
-//! `GET /api/users` and `GET /api/audit` (admin). The Accounts work adds the rest.
+//! `GET /api/users` and `GET /api/audit` (admin, with filters).
 
 use crate::AppState;
-use crate::error::{ApiResult, Json, Query};
+use crate::error::{ApiError, ApiResult, Json, Query};
 use axum::extract::State;
-use berth_store::{AuditEntry, User};
+use berth_store::{AuditEntry, AuditFilter, User};
 use serde::Deserialize;
 
 pub async fn list(State(st): State<AppState>) -> ApiResult<Json<Vec<User>>> {
@@ -15,6 +15,11 @@ pub async fn list(State(st): State<AppState>) -> ApiResult<Json<Vec<User>>> {
 pub struct AuditQuery {
     #[serde(default = "hundred")]
     limit: i64,
+    actor: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<i64>,
 }
 
 fn hundred() -> i64 {
@@ -25,5 +30,21 @@ pub async fn audit(
     State(st): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
-    Ok(Json(st.store.audit_entries(q.limit).await?))
+    for (field, v) in [("since", &q.since), ("until", &q.until)] {
+        if let Some(v) = v
+            && chrono::DateTime::parse_from_rfc3339(v).is_err()
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{field}: {v:?} is not an RFC 3339 time (2026-11-23T10:00:00Z)"
+            )));
+        }
+    }
+    let f = AuditFilter {
+        actor: q.actor.filter(|v| !v.is_empty()),
+        action: q.action.filter(|v| !v.is_empty()),
+        since: q.since,
+        until: q.until,
+        before: q.before,
+    };
+    Ok(Json(st.store.audit_search(&f, q.limit).await?))
 }

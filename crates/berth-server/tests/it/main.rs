@@ -12,3 +12,4 @@ mod images;
 mod projects;
 mod route_table;
 mod settings;
+mod tokens;
