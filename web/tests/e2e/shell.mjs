@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const BIN = process.env.BERTH_BIN ?? resolve('../target/debug/berth');
@@ -13,7 +14,7 @@ const DOCKER_HOST = process.env.BERTH_TEST_DOCKER_HOST;
 const SHOTS = resolve(process.env.SCREENSHOT_DIR ?? '../target/screenshots');
 const PASSWORD = 'browser-test-password';
 const REGISTRY = process.env.BERTH_TEST_REGISTRY ?? '127.0.0.1:15000';
-const NPM_BIN = process.env.NPM_DOUBLE_BIN ?? resolve('../target/debug/berth-npm-double');
+const NPM_BIN = process.env.NPM_DOUBLE_BIN ?? fileURLToPath(new URL('../../../target/debug/berth-npm-double', import.meta.url));
 const NGINX_PREFIX = process.env.BERTH_TEST_NGINX_PREFIX;
 const NGINX_PORT = process.env.BERTH_TEST_NGINX_PORT;
 // Instances are served at <subdomain>.e2e.berth.test: Chromium resolves every such name to
