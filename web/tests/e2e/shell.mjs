@@ -8,10 +8,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-const BIN = process.env.BERTH_BIN ?? resolve('../target/debug/berth');
+const BIN = process.env.BERTH_BIN ?? fileURLToPath(new URL('../../../target/debug/berth', import.meta.url));
 const CHROMIUM = process.env.BERTH_TEST_CHROMIUM ?? '/usr/bin/chromium';
 const DOCKER_HOST = process.env.BERTH_TEST_DOCKER_HOST;
-const SHOTS = resolve(process.env.SCREENSHOT_DIR ?? '../target/screenshots');
+const SHOTS = process.env.SCREENSHOT_DIR ? resolve(process.env.SCREENSHOT_DIR) : fileURLToPath(new URL('../../../target/screenshots', import.meta.url));
 const PASSWORD = 'browser-test-password';
 const REGISTRY = process.env.BERTH_TEST_REGISTRY ?? '127.0.0.1:15000';
 const NPM_BIN = process.env.NPM_DOUBLE_BIN ?? fileURLToPath(new URL('../../../target/debug/berth-npm-double', import.meta.url));
