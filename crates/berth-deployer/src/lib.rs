@@ -203,6 +203,16 @@ impl Deployer {
     }
 
     fn emit(&self, d: &DeployRecord, state: &str, message: Option<String>) {
+        self.publish(d, state, message, None);
+    }
+
+    fn publish(
+        &self,
+        d: &DeployRecord,
+        state: &str,
+        message: Option<String>,
+        progress: Option<LayerProgress>,
+    ) {
         let _ = self.events.send(DeployEvent {
             deploy: d.id.clone(),
             project: d.project.clone(),
@@ -210,7 +220,7 @@ impl Deployer {
             state: state.into(),
             message,
             instance: None,
-            progress: None,
+            progress,
         });
     }
 
@@ -536,20 +546,13 @@ impl Deployer {
                             due
                         };
                         if due {
-                            let _ = self.events.send(DeployEvent {
-                                deploy: d.id.clone(),
-                                project: d.project.clone(),
-                                stage: d.stage.clone(),
-                                state: "progress".into(),
-                                message: None,
-                                instance: None,
-                                progress: Some(LayerProgress {
-                                    layer: p.layer.clone(),
-                                    status: p.status.clone(),
-                                    current: p.current,
-                                    total: p.total,
-                                }),
-                            });
+                            let layer = LayerProgress {
+                                layer: p.layer.clone(),
+                                status: p.status.clone(),
+                                current: p.current,
+                                total: p.total,
+                            };
+                            self.publish(d, "progress", None, Some(layer));
                         }
                     }
                     // One log line per layer milestone, not per progress tick.

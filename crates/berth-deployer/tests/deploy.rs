@@ -170,6 +170,22 @@ async fn world_full(
 }
 
 impl World {
+    /// Points `project` at `berth-test/{repository}` (pushed by scripts/testenv for one test
+    /// alone) and removes that repository's images from the engine, so the next deploy pulls.
+    async fn own_repository(
+        &self,
+        env: &BTreeMap<String, String>,
+        project: &str,
+        repository: &str,
+    ) -> String {
+        let repo = format!("{}/berth-test/{repository}", env["BERTH_TEST_REGISTRY"]);
+        let mut p = self.store.project(project).await.unwrap().unwrap();
+        p.image = berth_domain::ImageRef::parse(&repo).unwrap();
+        self.store.update_project(&p).await.unwrap();
+        let _ = self.engine.prune_images(&repo, &[]).await;
+        repo
+    }
+
     async fn deploy(&self, project: &str, tag: &str) -> String {
         self.deploy_to(project, "dev", tag).await
     }
@@ -936,15 +952,11 @@ async fn images_nothing_uses_any_more_are_pruned_and_the_live_one_is_not() {
     let w = world(&env, "pruning", 1).await;
     w.cleanup("pruning").await;
     // Its own repository (scripts/testenv pushes it for this test alone), no kept releases.
-    let repo = format!("{}/berth-test/prune", env["BERTH_TEST_REGISTRY"]);
-    let mut p = w.store.project("pruning").await.unwrap().unwrap();
-    p.image = berth_domain::ImageRef::parse(&repo).unwrap();
-    w.store.update_project(&p).await.unwrap();
+    let repo = w.own_repository(&env, "pruning", "prune").await;
     let mut g = w.store.global_settings().await.unwrap();
     g.prune_images = true;
     g.keep_releases = 0;
     w.store.set_global_settings(&g).await.unwrap();
-    let _ = w.engine.prune_images(&repo, &[]).await;
 
     let d1 = w.deploy("pruning", "v1").await;
     assert_eq!(w.finished(&d1).await.state, "succeeded");
@@ -988,11 +1000,7 @@ async fn an_image_pull_is_published_layer_by_layer() {
     w.cleanup("progress").await;
     // Its own image (scripts/testenv pushes it for this test alone), removed first, so that
     // berth has to pull it.
-    let repo = format!("{}/berth-test/progress", env["BERTH_TEST_REGISTRY"]);
-    let mut p = w.store.project("progress").await.unwrap().unwrap();
-    p.image = berth_domain::ImageRef::parse(&repo).unwrap();
-    w.store.update_project(&p).await.unwrap();
-    let _ = w.engine.prune_images(&repo, &[]).await;
+    let repo = w.own_repository(&env, "progress", "progress").await;
 
     let mut events = w.deployer.subscribe();
     let d1 = w.deploy("progress", "v1").await;

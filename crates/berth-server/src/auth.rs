@@ -85,6 +85,13 @@ pub(crate) fn client_addr(
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The client's `User-Agent`, kept with a session so its owner can tell sessions apart.
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The secret a request carries, and how.
 pub(crate) fn presented_secret(headers: &HeaderMap) -> Option<(String, Via)> {
     if let Some(auth) = headers

@@ -307,10 +307,7 @@ impl Store {
         if let Some(id) = old_secret
             && Some(id) != password_secret_id
         {
-            sqlx::query("DELETE FROM secrets WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            Store::delete_secret(&mut tx, id).await?;
         }
         let row = NpmRow {
             url: settings.url.clone(),
@@ -336,10 +333,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if let Some(id) = old.password_secret_id {
-            sqlx::query("DELETE FROM secrets WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            Store::delete_secret(&mut tx, id).await?;
         }
         tx.commit().await?;
         Ok(true)

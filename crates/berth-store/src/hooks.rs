@@ -77,10 +77,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some((old,)) = old {
-            sqlx::query("DELETE FROM secrets WHERE id = ?")
-                .bind(old)
-                .execute(&mut *tx)
-                .await?;
+            Store::delete_secret(&mut tx, old).await?;
         }
         tx.commit().await?;
         Ok(())

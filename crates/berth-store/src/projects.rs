@@ -237,10 +237,7 @@ impl Store {
                 .await?;
         }
         for id in old.values().flatten().filter(|id| !reused.contains(id)) {
-            sqlx::query("DELETE FROM secrets WHERE id = ?")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+            Store::delete_secret(&mut *conn, *id).await?;
         }
         Ok(())
     }
@@ -366,10 +363,7 @@ impl Store {
             .await?;
         sqlx::query(delete).bind(id).execute(&mut *conn).await?;
         for (sid,) in ids {
-            sqlx::query("DELETE FROM secrets WHERE id = ?")
-                .bind(sid)
-                .execute(&mut *conn)
-                .await?;
+            Store::delete_secret(&mut *conn, sid).await?;
         }
         Ok(())
     }

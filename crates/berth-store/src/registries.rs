@@ -124,10 +124,7 @@ impl Store {
         if let Some(old) = old
             && Some(old) != secret_id
         {
-            sqlx::query("DELETE FROM secrets WHERE id = ?")
-                .bind(old)
-                .execute(&mut *tx)
-                .await?;
+            Store::delete_secret(&mut tx, old).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -161,10 +158,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if let Some(s) = secret {
-            sqlx::query("DELETE FROM secrets WHERE id = ?")
-                .bind(s)
-                .execute(&mut *tx)
-                .await?;
+            Store::delete_secret(&mut tx, s).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -27,6 +27,15 @@ impl Store {
         Ok(id)
     }
 
+    /// Removes a stored secret (its owner no longer refers to it).
+    pub(crate) async fn delete_secret(conn: &mut SqliteConnection, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM secrets WHERE id = ?")
+            .bind(id)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// Opens a stored secret. Call only where the value must leave berth (to an engine, a
     /// registry, NPM, an explicit export).
     pub(crate) async fn open_secret(

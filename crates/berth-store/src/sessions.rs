@@ -70,23 +70,16 @@ impl Store {
         ip: Option<&str>,
         user_agent: Option<&str>,
     ) -> Result<Session> {
-        let s = self
-            .create_session(
-                user_id,
-                token_hash,
-                SessionKind::Script,
-                ttl,
-                ip,
-                user_agent,
-            )
-            .await?;
-        sqlx::query("UPDATE sessions SET name = ?, role = ? WHERE token_hash = ?")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(s)
+        self.insert_session(
+            user_id,
+            token_hash,
+            SessionKind::Script,
+            ttl,
+            ip,
+            user_agent,
+            Some((name, role)),
+        )
+        .await
     }
 
     /// A user's live sessions and tokens, newest first.
@@ -133,13 +126,29 @@ impl Store {
         ip: Option<&str>,
         user_agent: Option<&str>,
     ) -> Result<Session> {
+        self.insert_session(user_id, token_hash, kind, ttl, ip, user_agent, None)
+            .await
+    }
+
+    /// One row, with a token's name and role cap when `token` is given.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_session(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        kind: SessionKind,
+        ttl: Duration,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+        token: Option<(&str, Role)>,
+    ) -> Result<Session> {
         let created = Utc::now();
         let expires =
             created + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7));
         let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, kind, created_at, expires_at, last_seen_at, ip, user_agent)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (token_hash, user_id, kind, created_at, expires_at, last_seen_at, ip, user_agent, name, role)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(token_hash)
         .bind(user_id)
@@ -149,6 +158,8 @@ impl Store {
         .bind(fmt(created))
         .bind(ip)
         .bind(user_agent.map(|u| u.chars().take(256).collect::<String>()))
+        .bind(token.map(|(name, _)| name))
+        .bind(token.map(|(_, role)| role.as_str()))
         .execute(&self.pool)
         .await?;
         Ok(Session {

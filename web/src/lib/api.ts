@@ -311,6 +311,11 @@ export class ApiError extends Error {
   }
 }
 
+/** The words to show for anything thrown (an ApiError carries the server's own). */
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** Turns a failed response's status and body into an ApiError with a readable message. */
 export function errorFrom(status: number, statusText: string, body: string): ApiError {
   try {

@@ -1,6 +1,6 @@
 // berth's and the engine's health, polled while the app is open.
 
-import { api, type Health } from './api';
+import { api, type Health, messageOf } from './api';
 
 export const health = $state<{ value: Health | null; error: string | null }>({ value: null, error: null });
 
@@ -9,7 +9,7 @@ export async function pollHealth() {
     health.value = await api.health();
     health.error = null;
   } catch (e) {
-    health.error = e instanceof Error ? e.message : String(e);
+    health.error = messageOf(e);
   }
 }
 

@@ -81,3 +81,16 @@ export function debounce(fn: () => void, ms: number): { (): void; cancel(): void
   d.cancel = () => clearTimeout(t);
   return d;
 }
+
+/**
+ * Reloads a page's data on every deploy event (a burst reloads once, after `ms`) and after
+ * any gap in the stream; returns the function that stops it.
+ */
+export function reloadOnEvents(reload: () => void, opts: { ms?: number; resync?: () => void } = {}): () => void {
+  const soon = debounce(reload, opts.ms ?? 300);
+  const stop = subscribe('/api/events', { on: { deploy: soon }, resync: opts.resync ?? reload });
+  return () => {
+    stop();
+    soon.cancel();
+  };
+}

@@ -156,7 +156,7 @@ function numberOrUndefined(v: string, field: string): number | undefined {
 
 /** The project to send, built on `original` (so fields the form does not show are kept). */
 export function fromForm(f: ProjectForm, original?: ProjectConfig): ProjectConfig {
-  const out: Json = original ? structuredClone($raw(original)) : {};
+  const out: Json = original ? plain(original) : {};
   out.name = f.name.trim();
   out.image = f.image.trim();
   out.port = Number(f.port);
@@ -185,7 +185,7 @@ export function fromForm(f: ProjectForm, original?: ProjectConfig): ProjectConfi
     if (name in stages) throw new Error(`stages: ${name} is there twice`);
     const base = (original?.stages[name] ?? {}) as Json;
     const st: Json = {
-      ...structuredClone($raw(base)),
+      ...plain(base),
       tag_pattern: s.tag_pattern.trim(),
       auto_deploy: s.auto_deploy,
       max_instances: Number(s.max_instances),
@@ -204,7 +204,7 @@ export function fromForm(f: ProjectForm, original?: ProjectConfig): ProjectConfi
   return out as ProjectConfig;
 }
 
-// Svelte state proxies cannot be structured-cloned; a JSON round trip gives plain data.
-function $raw<T>(v: T): T {
+// A deep copy as plain data (Svelte's state proxies cannot be structured-cloned).
+function plain<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T;
 }

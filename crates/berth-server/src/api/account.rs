@@ -136,9 +136,7 @@ pub async fn create_token(
         return Err(ApiError::BadRequest("expires_in_days: 1 to 3650".into()));
     }
     let s = SessionSecret::generate("bt_");
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
+    let ua = crate::auth::user_agent(&headers);
     let session = st
         .store
         .create_token(

@@ -97,9 +97,7 @@ async fn new_session(
         SessionKind::Browser => "bs_",
         SessionKind::Script => "bt_",
     });
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
+    let ua = crate::auth::user_agent(headers);
     let session = st
         .store
         .create_session(
