@@ -89,6 +89,12 @@ pub const VARIABLES: &[VarDoc] = &[
         help: "Trust `X-Forwarded-For`/`X-Forwarded-Proto` from a reverse proxy in front of berth.",
     },
     VarDoc {
+        name: "BERTH_BREAK_GLASS_LOCAL_LOGIN",
+        default: "false",
+        secret: false,
+        help: "`true` lets password login work even where the settings turned it off for single sign-on (the identity provider is down or misconfigured). Remove it once you are back in.",
+    },
+    VarDoc {
         name: "BERTH_SESSION_TTL_HOURS",
         default: "168",
         secret: false,
@@ -136,6 +142,7 @@ pub struct Config {
     pub log_filter: String,
     pub public_url: Option<String>,
     pub trust_proxy: bool,
+    pub break_glass_local_login: bool,
     pub session_ttl: Duration,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
@@ -261,6 +268,16 @@ impl Config {
                 ));
             }
         };
+        let break_glass_local_login = match var("BERTH_BREAK_GLASS_LOCAL_LOGIN").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "BERTH_BREAK_GLASS_LOCAL_LOGIN",
+                    format!("{other:?}: use true or false"),
+                ));
+            }
+        };
         let ttl_hours = parse_num("BERTH_SESSION_TTL_HOURS", 168)?;
         if ttl_hours == 0 || ttl_hours > 24 * 366 {
             return Err(invalid(
@@ -288,6 +305,7 @@ impl Config {
             log_filter: var("BERTH_LOG").unwrap_or_else(|| "info".into()),
             public_url,
             trust_proxy,
+            break_glass_local_login,
             session_ttl: Duration::from_secs(ttl_hours * 3600),
             max_body_bytes: max_body as usize,
             shutdown_timeout: Duration::from_secs(parse_num("BERTH_SHUTDOWN_TIMEOUT_SECS", 30)?),

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod image;
 pub mod model;
 pub mod names;
+pub mod oidc;
 pub mod plan;
 pub mod ports;
 pub mod role;

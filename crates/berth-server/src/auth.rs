@@ -103,15 +103,20 @@ pub(crate) fn presented_secret(headers: &HeaderMap) -> Option<(String, Via)> {
             return Some((rest.trim().to_string(), Via::Bearer));
         }
     }
+    cookie_value(headers, SESSION_COOKIE).map(|v| (v, Via::Cookie))
+}
+
+/// A cookie's value, if the request carries it non-empty.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| (v.to_string(), Via::Cookie))
-        .filter(|(v, _)| !v.is_empty())
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn cross_site(req: &Request) -> bool {

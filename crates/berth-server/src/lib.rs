@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod oidc;
 pub mod openapi;
 pub mod routes;
 mod spa;
@@ -40,6 +41,9 @@ pub struct ServerSettings {
     /// Trust `X-Forwarded-For` / `X-Forwarded-Proto`.
     pub trust_proxy: bool,
     pub max_body_bytes: usize,
+    /// `BERTH_BREAK_GLASS_LOCAL_LOGIN`: password login works even where the settings
+    /// turned it off (an identity provider is down or misconfigured).
+    pub break_glass_local_login: bool,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +53,7 @@ impl Default for ServerSettings {
             secure_cookies: false,
             trust_proxy: false,
             max_body_bytes: 1 << 20,
+            break_glass_local_login: false,
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct App {
     pub hook_locks:
         std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub throttle: LoginThrottle,
+    /// Single sign-on through an OpenID Connect provider: sign-ins in flight, discovery.
+    pub oidc: oidc::Oidc,
     pub settings: ServerSettings,
     /// Set when berth is shutting down: health says so, so a load balancer drains it.
     pub shutting_down: std::sync::atomic::AtomicBool,
@@ -90,6 +97,7 @@ impl App {
             registry: Arc::new(berth_registry::RegistryClient::new()),
             hook_locks: Default::default(),
             throttle: LoginThrottle::default(),
+            oidc: oidc::Oidc::new(),
             settings,
             shutting_down: Default::default(),
             shutdown: Default::default(),

@@ -24,6 +24,7 @@ mod registries;
 mod secrets;
 mod sessions;
 mod settings;
+mod sso;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter};
@@ -32,7 +33,8 @@ pub use deploys::{DeployRecord, InstanceRecord, LogLine, NewDeploy, PollStatus, 
 pub use hooks::{Delivery, HookSourceView, NewDelivery};
 pub use registries::RegistryView;
 pub use sessions::{Session, SessionInfo, SessionKind, session_id};
-pub use users::User;
+pub use sso::OidcView;
+pub use users::{User, UserAdminView};
 
 /// The embedded migrations, newest last.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

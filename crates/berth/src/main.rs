@@ -333,10 +333,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    if config.break_glass_local_login {
+        tracing::warn!(
+            "BERTH_BREAK_GLASS_LOCAL_LOGIN is set: password login works even where single sign-on turned it off; remove it once you are back in"
+        );
+    }
     let settings = ServerSettings {
         session_ttl: config.session_ttl,
         secure_cookies: config.public_url_is_https(),
         trust_proxy: config.trust_proxy,
+        break_glass_local_login: config.break_glass_local_login,
         max_body_bytes: config.max_body_bytes,
     };
     let proxy: Arc<dyn berth_domain::ports::ProxyConnector> = Arc::new(berth_npm::NpmConnector);

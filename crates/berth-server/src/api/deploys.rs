@@ -70,12 +70,61 @@ pub async fn webhook(
     Json(body): Json<WebhookBody>,
 ) -> ApiResult<(StatusCode, Json<WebhookAnswer>)> {
     let expected = st.store.webhook_secret().await?;
-    if !berth_crypto::constant_time_eq(secret.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::NotFound("no webhook has this secret".into()));
-    }
+    let only = if berth_crypto::constant_time_eq(secret.as_bytes(), expected.as_bytes()) {
+        None
+    } else {
+        // A stage's own secret: found by its hash, so the lookup reveals nothing by timing.
+        match st
+            .store
+            .stage_for_webhook(&berth_auth::hash_token(&secret))
+            .await?
+        {
+            Some(stage) => Some(stage),
+            None => return Err(ApiError::NotFound("no webhook has this secret".into())),
+        }
+    };
     let image = ImageRef::parse(&body.image).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let answer = dispatch(&st, &image, None, "webhook", &addr).await?;
+    let answer = match &only {
+        None => dispatch(&st, &image, None, "webhook", &addr).await?,
+        Some((project, stage)) => {
+            let actor = format!("webhook:{project}/{stage}");
+            dispatch_to_stage(&st, &image, project, stage, &actor, &addr).await?
+        }
+    };
     Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// A stage webhook: the image must be the stage's project's, and only that stage deploys.
+async fn dispatch_to_stage(
+    st: &AppState,
+    image: &ImageRef,
+    project: &str,
+    stage: &str,
+    actor: &str,
+    addr: &str,
+) -> ApiResult<WebhookAnswer> {
+    let p = st
+        .store
+        .project(project)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no project named {project}")))?;
+    if p.image.name() != image.name() {
+        st.store
+            .audit(
+                actor,
+                "webhook.rejected",
+                Some(&image.to_string()),
+                Some(addr),
+                Some(serde_json::json!({"reason": "image of another project"})),
+            )
+            .await?;
+        return Err(ApiError::Forbidden(format!(
+            "this webhook deploys only {project}/{stage}, whose image is {}; it cannot deploy {}",
+            p.image.name(),
+            image.name()
+        )));
+    }
+    dispatch_stages(st, p, false, image, None, Some(stage), actor, addr).await
 }
 
 /// The digest of a stage's newest live instance.
@@ -103,10 +152,9 @@ pub async fn dispatch(
     actor: &str,
     addr: &str,
 ) -> ApiResult<WebhookAnswer> {
-    let tag = image
-        .tag
-        .clone()
-        .ok_or_else(|| ApiError::BadRequest(format!("image {image} names no tag")))?;
+    if image.tag.is_none() {
+        return Err(ApiError::BadRequest(format!("image {image} names no tag")));
+    }
     // The project for this repository: the summary list is cheap, then one project.
     let known = match st
         .store
@@ -172,6 +220,26 @@ pub async fn dispatch(
             )));
         }
     };
+    dispatch_stages(st, project, created, image, digest, None, actor, addr).await
+}
+
+/// Deploys `image` to the project's stages (or only the stage named `only`) under the
+/// webhook rules: tag pattern, auto-deploy, no promotion or confirmation, not already live.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch_stages(
+    st: &AppState,
+    project: berth_domain::model::ProjectSpec,
+    created: bool,
+    image: &ImageRef,
+    digest: Option<&str>,
+    only: Option<&str>,
+    actor: &str,
+    addr: &str,
+) -> ApiResult<WebhookAnswer> {
+    let tag = image
+        .tag
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest(format!("image {image} names no tag")))?;
     let mut answer = WebhookAnswer {
         project: project.name.to_string(),
         created,
@@ -181,6 +249,9 @@ pub async fn dispatch(
     };
     for stage in &project.stages {
         let name = stage.name.to_string();
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         if !stage.tag_pattern.matches(&tag) {
             answer.skipped.push(Skipped {
                 stage: name,
@@ -265,6 +336,75 @@ pub async fn regenerate_webhook(
     Ok(Json(WebhookUrl {
         path: format!("/api/webhook/{s}"),
     }))
+}
+
+#[derive(Serialize)]
+pub struct StageWebhook {
+    /// The path to POST `{"image": …}` to (prefix it with berth's public URL). Shown once:
+    /// berth keeps only a hash of the secret in it.
+    path: String,
+}
+
+/// `POST /api/projects/{project}/stages/{stage}/webhook`: a new secret for the stage; any
+/// earlier one stops working.
+pub async fn stage_webhook_create(
+    State(st): State<AppState>,
+    me: CurrentUser,
+    ClientAddr(addr): ClientAddr,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<StageWebhook>)> {
+    let (_, sid) = st
+        .store
+        .stage_ids(&project, &stage)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no stage {project}/{stage}")))?;
+    let secret = berth_auth::SessionSecret::generate("wh_");
+    st.store
+        .set_stage_webhook(sid, &secret.hash, &me.user.username)
+        .await?;
+    st.store
+        .audit(
+            &me.user.username,
+            "webhook.stage_created",
+            Some(&format!("{project}/{stage}")),
+            Some(&addr),
+            None,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(StageWebhook {
+            path: format!("/api/webhook/{}", secret.secret.expose()),
+        }),
+    ))
+}
+
+pub async fn stage_webhook_delete(
+    State(st): State<AppState>,
+    me: CurrentUser,
+    ClientAddr(addr): ClientAddr,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, sid) = st
+        .store
+        .stage_ids(&project, &stage)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no stage {project}/{stage}")))?;
+    if !st.store.delete_stage_webhook(sid).await? {
+        return Err(ApiError::NotFound(format!(
+            "{project}/{stage} has no webhook of its own"
+        )));
+    }
+    st.store
+        .audit(
+            &me.user.username,
+            "webhook.stage_deleted",
+            Some(&format!("{project}/{stage}")),
+            Some(&addr),
+            None,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::routes::{Access, RouteInfo, Routes};
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use berth_domain::Role;
 
 mod account;
@@ -17,6 +17,7 @@ mod health;
 mod hooks;
 mod images;
 mod npm;
+mod oidc;
 mod overview;
 mod projects;
 mod registries;
@@ -268,7 +269,53 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
         .add(M::GET, "/api/config/export", ADMIN, get(config::export))
         .doc("The configuration as seed YAML (?secrets=true to include them)")
         .add(M::GET, "/api/users", ADMIN, get(users::list))
-        .doc("Users")
+        .doc("Users with their role, state, sign-in methods and live sessions")
+        .add(M::POST, "/api/users", ADMIN, post(users::create))
+        .doc("Add a user: with a password, or (none given) for single sign-on only")
+        .body::<users::NewUser>()
+        .add(M::PATCH, "/api/users/{id}", ADMIN, patch(users::update))
+        .doc("Change a user's role, disable or enable them, or set a new password")
+        .body::<users::UserChange>()
+        .add(M::DELETE, "/api/users/{id}", ADMIN, delete(users::delete))
+        .doc("Delete a user with their sessions and tokens")
+        .add(M::GET, "/api/auth/providers", PUBLIC, get(oidc::providers))
+        .doc("What the login page offers: password login, and the identity provider's name")
+        .add(M::GET, "/api/auth/oidc/login", PUBLIC, get(oidc::login))
+        .doc("Start single sign-on: redirects the browser to the identity provider (?next=)")
+        .add(
+            M::GET,
+            "/api/auth/oidc/callback",
+            PUBLIC,
+            get(oidc::callback),
+        )
+        .doc("The identity provider's redirect back: sets the session cookie, or returns to /?login_error=")
+        .add(M::GET, "/api/settings/oidc", ADMIN, get(oidc::get_settings))
+        .doc("The identity provider settings (client secret shown as set or not)")
+        .add(M::PUT, "/api/settings/oidc", ADMIN, put(oidc::put_settings))
+        .doc("Set the identity provider: issuer, client, scopes, role rules, local login (client_secret: left out keeps it, null clears it)")
+        .add(
+            M::DELETE,
+            "/api/settings/oidc",
+            ADMIN,
+            delete(oidc::delete_settings),
+        )
+        .doc("Forget the identity provider (password login works again)")
+        .add(M::POST, "/api/settings/oidc/test", ADMIN, post(oidc::test))
+        .doc("Read the provider's discovery document with the stored settings and report")
+        .add(
+            M::POST,
+            "/api/projects/{project}/stages/{stage}/webhook",
+            ADMIN,
+            post(deploys::stage_webhook_create),
+        )
+        .doc("A webhook secret for this stage only, shown once (replaces an earlier one)")
+        .add(
+            M::DELETE,
+            "/api/projects/{project}/stages/{stage}/webhook",
+            ADMIN,
+            delete(deploys::stage_webhook_delete),
+        )
+        .doc("Remove the stage's own webhook")
         .add(
             M::POST,
             "/api/users/{id}/sessions/revoke",

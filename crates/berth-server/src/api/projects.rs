@@ -44,6 +44,8 @@ pub struct ProjectDetail {
     hosts: BTreeMap<String, String>,
     /// The registry poller's last look at the project (null before the first).
     source: Option<berth_store::PollStatus>,
+    /// Stages that have a webhook of their own (its secret is never shown again).
+    stage_webhooks: Vec<String>,
 }
 
 async fn detail(st: &AppState, name: &str) -> ApiResult<ProjectDetail> {
@@ -68,6 +70,7 @@ async fn detail(st: &AppState, name: &str) -> ApiResult<ProjectDetail> {
         instances,
         hosts,
         source: st.store.poll_status(name).await?,
+        stage_webhooks: st.store.stages_with_webhooks(name).await?,
     })
 }
 

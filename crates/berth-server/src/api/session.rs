@@ -47,6 +47,7 @@ async fn authenticate(st: &AppState, creds: &Credentials, addr: &str) -> ApiResu
             "give a username and a password".into(),
         ));
     }
+    super::oidc::local_login_allowed(st).await?;
     if let Err(t) = st.throttle.check(name, addr) {
         let secs = t.retry_after.as_secs_f64().ceil() as u64;
         return Err(ApiError::TooManyRequests {
@@ -86,7 +87,7 @@ async fn authenticate(st: &AppState, creds: &Credentials, addr: &str) -> ApiResu
     }
 }
 
-async fn new_session(
+pub(crate) async fn new_session(
     st: &AppState,
     user: &User,
     kind: SessionKind,
@@ -112,7 +113,7 @@ async fn new_session(
     Ok((s.secret, session))
 }
 
-fn secure(st: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn secure(st: &AppState, headers: &HeaderMap) -> bool {
     st.settings.secure_cookies
         || (st.settings.trust_proxy
             && headers
@@ -121,7 +122,7 @@ fn secure(st: &AppState, headers: &HeaderMap) -> bool {
                 .is_some_and(|p| p.eq_ignore_ascii_case("https")))
 }
 
-fn cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
+pub(crate) fn cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     let s = format!(
         "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
         if secure { "; Secure" } else { "" }

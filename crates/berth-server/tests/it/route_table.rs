@@ -28,6 +28,9 @@ async fn the_public_routes_are_exactly_these() {
     assert_eq!(
         public,
         [
+            "GET /api/auth/oidc/callback",
+            "GET /api/auth/oidc/login",
+            "GET /api/auth/providers",
             "GET /api/health",
             "POST /api/auth/login",
             "POST /api/auth/token",

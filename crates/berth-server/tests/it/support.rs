@@ -164,6 +164,22 @@ impl TestApp {
         self.send(req.unwrap()).await
     }
 
+    /// Another berth on the same database, with other server settings (a restart with a
+    /// changed environment).
+    pub fn restarted(&self, f: impl FnOnce(&mut ServerSettings)) -> TestApp {
+        let mut settings = self.app.settings.clone();
+        f(&mut settings);
+        let app = Arc::new(App::new(
+            self.app.store.clone(),
+            self.app.engine.clone(),
+            self.app.proxy.clone(),
+            self.app.deployer.clone(),
+            settings,
+        ));
+        let (router, table) = berth_server::router(app.clone());
+        TestApp { router, table, app }
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.call(Method::GET, path, token, None).await
     }
