@@ -76,11 +76,22 @@ describe('the API client against the OpenAPI description', () => {
     await api.createToken('ci', 'deployer', 30);
     await api.users();
     await api.endUserSessions(3);
+    await api.createUser('dave', 'viewer');
+    await api.createUser('erin', 'deployer', 'a long password');
+    await api.updateUser(3, { role: 'admin' });
+    await api.deleteUser(3);
+    await api.providers();
+    await api.oidc();
+    await api.saveOidc({} as never);
+    await api.deleteOidc();
+    await api.testOidc();
+    await api.createStageWebhook('my app', 'dev');
+    await api.deleteStageWebhook('my app', 'dev');
     await api.audit();
     await api.audit({ actor: 'admin', action: 'login.' });
     for (const a of ['stop', 'start', 'restart', 'remove'] as const) await api.instanceAction('p', 'dev', 'i-1', a);
     expect([...used].sort()).toEqual(Object.keys(raw).sort());
-    expect(calls.length).toBe(49);
+    expect(calls.length).toBe(60);
     expect(calls.find((c) => c.path.startsWith('/api/audit?'))?.path).toBe('/api/audit?actor=admin&action=login.');
     for (const c of calls) {
       const t = templateFor(c.path);

@@ -241,6 +241,8 @@ export interface ProjectDetail {
   /** The host each instance is (or would be) served at, by instance id. */
   hosts: Record<string, string>;
   source: PollStatus | null;
+  /** Stages with a webhook of their own (its secret is never shown again). */
+  stage_webhooks: string[];
 }
 
 export interface StageTags {
@@ -275,6 +277,53 @@ export interface SessionRow {
   ip: string | null;
   user_agent: string | null;
   current: boolean;
+}
+
+/** A user as an admin's list shows one. */
+export interface UserAdmin extends User {
+  has_password: boolean;
+  sso: boolean;
+  sessions: number;
+  last_seen_at: string | null;
+}
+
+export interface UserChange {
+  role?: Role;
+  disabled?: boolean;
+  password?: string;
+}
+
+export interface RoleRule {
+  value: string;
+  role: Role;
+}
+
+export interface OidcSettings {
+  display_name: string;
+  issuer: string;
+  client_id: string;
+  scopes: string[];
+  public_url: string;
+  username_claim: string;
+  role_claim: string;
+  role_rules: RoleRule[];
+  default_role: Role;
+  allow_new_users: boolean;
+  local_login: boolean;
+}
+
+export interface OidcAnswer extends OidcSettings {
+  /** "********" when a client secret is stored. */
+  client_secret: string | null;
+  redirect_url: string;
+}
+
+/** Left out: keep the stored secret; null: remove it; a string: replace it. */
+export type OidcInput = OidcSettings & { client_secret?: string | null };
+
+export interface Providers {
+  local: boolean;
+  oidc: { name: string; login_url: string } | null;
 }
 
 export interface AuditEntry {
@@ -412,7 +461,20 @@ export function client(f: Fetch = (...a) => fetch(...a)) {
         role,
         expires_in_days,
       }),
-    users: () => request<User[]>('GET', '/api/users'),
+    users: () => request<UserAdmin[]>('GET', '/api/users'),
+    createUser: (username: string, role: Role, password?: string) =>
+      request<User>('POST', '/api/users', { username, role, ...(password ? { password } : {}) }),
+    updateUser: (id: number, change: UserChange) => request<User>('PATCH', `/api/users/${id}`, change),
+    deleteUser: (id: number) => request<void>('DELETE', `/api/users/${id}`),
+    providers: () => request<Providers>('GET', '/api/auth/providers'),
+    oidc: () => request<OidcAnswer>('GET', '/api/settings/oidc'),
+    saveOidc: (o: OidcInput) => request<OidcAnswer>('PUT', '/api/settings/oidc', o),
+    deleteOidc: () => request<void>('DELETE', '/api/settings/oidc'),
+    testOidc: () => request<{ issuer: string; signing_keys: number; redirect_url: string }>('POST', '/api/settings/oidc/test'),
+    createStageWebhook: (project: string, stage: string) =>
+      request<{ path: string }>('POST', `/api/projects/${enc(project)}/stages/${enc(stage)}/webhook`),
+    deleteStageWebhook: (project: string, stage: string) =>
+      request<void>('DELETE', `/api/projects/${enc(project)}/stages/${enc(stage)}/webhook`),
     endUserSessions: (id: number) => request<{ ended: number }>('POST', `/api/users/${id}/sessions/revoke`),
     audit: (q: AuditQuery = {}) => {
       const params = new URLSearchParams();

@@ -1,7 +1,7 @@
 // A small history-API router: the server sends index.html for any non-/api path, and this
 // picks the page.
 
-export const PAGES = ['dashboard', 'projects', 'deploys', 'settings', 'audit'] as const;
+export const PAGES = ['dashboard', 'projects', 'deploys', 'settings', 'users', 'audit'] as const;
 export type Page = (typeof PAGES)[number];
 
 /** The page for a path; unknown paths fall back to the dashboard. */

@@ -99,6 +99,30 @@ function startBerth() {
   });
 }
 
+const IDP_SECRET = 'browser-test-idp-secret';
+let idp = null;
+
+/** Starts the test OpenID provider (web/tests/oidc/idp.mjs) for berth's callback URL. */
+function startIdp(redirect) {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../oidc/idp.mjs', import.meta.url))], {
+    env: { PATH: process.env.PATH, IDP_PORT: '0', IDP_REDIRECT_URIS: redirect, IDP_CLIENT_SECRET: IDP_SECRET },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error('the test OpenID provider did not start')), 15000);
+    let buf = '';
+    child.stdout.on('data', (chunk) => {
+      buf += chunk;
+      const i = buf.indexOf('\n');
+      if (i >= 0) {
+        clearTimeout(timer);
+        ok({ issuer: JSON.parse(buf.slice(0, i)).issuer, child });
+      }
+    });
+    child.on('exit', (code) => fail(new Error(`the test OpenID provider exited with ${code}`)));
+  });
+}
+
 const results = [];
 async function step(name, fn) {
   const t0 = Date.now();
@@ -430,6 +454,105 @@ try {
       await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
     });
 
+    if (scheme === 'light') {
+      await step('[light] a stage gets its own webhook, which refuses another project\'s image', async () => {
+        await page.getByRole('link', { name: 'Projects', exact: true }).click();
+        const card = page.getByTestId('project-quick-light');
+        await card.getByText('Deploy from CI').click();
+        const row = card.getByTestId('stage-hook-quick-light-dev');
+        await row.getByRole('button', { name: 'Make a URL' }).click();
+        const url = await card.getByTestId('stage-hook-url').inputValue();
+        assert(/\/api\/webhook\/wh_/.test(url), `stage webhook URL: ${url}`);
+        await row.getByText('has its own URL').waitFor();
+        await shot('stage-webhook');
+        const other = await page.request.post(url, { data: { image: `${REGISTRY}/berth-test/other:v1` } });
+        assert(other.status() === 403, `another project's image: ${other.status()}`);
+        assert((await other.json()).error.message.includes('only quick-light/dev'), 'refusal does not name the stage');
+        page.once('dialog', (d) => void d.accept());
+        await row.getByRole('button', { name: 'Remove' }).click();
+        await row.getByText('uses the global URL only').waitFor();
+        const gone = await page.request.post(url, { data: { image: `${REGISTRY}/berth-test/app:v1` } });
+        assert(gone.status() === 404, `removed stage webhook: ${gone.status()}`);
+      });
+
+      await step('[light] users are added, given another role and disabled on the Users page', async () => {
+        await page.getByRole('link', { name: 'Users', exact: true }).click();
+        await page.getByLabel('Username').fill('erin');
+        await page.getByLabel("New user's role").selectOption('deployer');
+        await page.getByLabel('Password', { exact: true }).fill('erin-password-1');
+        await page.getByRole('button', { name: 'Add user' }).click();
+        await page.getByRole('status').getByText('erin added as deployer.').waitFor();
+        const row = page.getByTestId('user-erin');
+        await row.getByLabel('Role of erin').selectOption('viewer');
+        await page.getByRole('status').getByText('erin is now viewer.').waitFor();
+        page.once('dialog', (d) => void d.accept());
+        await row.getByRole('button', { name: 'Disable' }).click();
+        await page.getByRole('status').getByText('erin is disabled.').waitFor();
+        await shot('users');
+        const users = await (await page.request.get(`${berth.url}/api/users`)).json();
+        const erin = users.find((u) => u.username === 'erin');
+        assert(erin && erin.role === 'viewer' && erin.disabled, `erin: ${JSON.stringify(erin)}`);
+        const login = await page.request.post(`${berth.url}/api/auth/token`, { data: { username: 'erin', password: 'erin-password-1' } });
+        assert(login.status() === 401, `a disabled user logged in: ${login.status()}`);
+      });
+
+      await step('[light] single sign-on through a real OpenID provider: set up, signed in, refusal shown', async () => {
+        idp = await startIdp(`${berth.url}/api/auth/oidc/callback`);
+        await page.getByRole('link', { name: 'Settings', exact: true }).click();
+        const card = page.getByTestId('oidc');
+        await card.getByLabel('Name on the login button').fill('Test IdP');
+        await card.getByLabel('Issuer URL').fill(idp.issuer);
+        await card.getByLabel('Client id').fill('berth');
+        await card.getByLabel(/^Client secret/).fill(IDP_SECRET);
+        await card.getByLabel(/^Scopes/).fill('profile email groups');
+        await card.getByRole('button', { name: 'Add a rule' }).click();
+        await card.getByLabel('Claim value 1').fill('berth-admins');
+        await card.getByLabel('Role 1').selectOption('admin');
+        await card.getByRole('button', { name: 'Save single sign-on' }).click();
+        await card.getByRole('status').getByText('Saved.').waitFor();
+        await card.getByRole('button', { name: 'Test discovery' }).click();
+        await card.getByRole('status').getByText(`Found ${idp.issuer} with 1 signing key(s)`).waitFor();
+        const shown = await (await page.request.get(`${berth.url}/api/settings/oidc`)).text();
+        assert(!shown.includes(IDP_SECRET), 'the client secret came back from the API');
+        await shot('oidc-settings');
+
+        await page.getByRole('button', { name: 'Log out', exact: true }).click();
+        await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+        await shot('login-sso');
+        await page.getByRole('link', { name: 'Sign in with Test IdP' }).click();
+        await page.getByRole('heading', { name: 'Test IdP' }).waitFor();
+        await page.getByLabel('Username').fill('alice');
+        await page.getByLabel('Password').fill('wonderland');
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.getByTestId('who').getByText('alice').waitFor({ timeout: 15000 });
+        assert((await page.getByTestId('who').textContent()).includes('admin'), 'alice is not admin by her group');
+        assert(new URL(page.url()).origin === berth.url, `not back on berth: ${page.url()}`);
+
+        // Another browser, a user berth cannot name: back on the login page with the reason.
+        const other = await browser.newContext({ colorScheme: scheme });
+        const p2 = await other.newPage();
+        await p2.goto(berth.url);
+        await p2.getByRole('link', { name: 'Sign in with Test IdP' }).click();
+        await p2.getByLabel('Username').fill('bad name');
+        await p2.getByLabel('Password').fill('wonderland');
+        await p2.getByRole('button', { name: 'Sign in' }).click();
+        await p2.getByRole('alert').getByText('preferred_username').waitFor({ timeout: 15000 });
+        await p2.reload();
+        await p2.getByRole('heading', { name: 'Sign in' }).waitFor();
+        assert((await p2.getByRole('alert').count()) === 0, 'the refusal is shown again after a reload');
+        await p2.screenshot({ path: join(SHOTS, `login-sso-refused-${scheme}.png`), fullPage: true });
+        await other.close();
+
+        // Back to the admin with a password (it stays on), where the next steps expect it.
+        await page.getByRole('button', { name: 'Log out', exact: true }).click();
+        await page.getByLabel('Username').fill('admin');
+        await page.getByLabel('Password').fill(PASSWORD);
+        await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+        await page.getByRole('link', { name: 'Deploys', exact: true }).click();
+        await page.getByRole('heading', { name: 'Deploys', level: 1 }).waitFor();
+      });
+    }
+
     await step(`[${scheme}] the theme toggle switches and is remembered`, async () => {
       const other = scheme === 'light' ? 'dark' : 'light';
       await page.getByRole('button', { name: `Switch to ${other} theme` }).click();
@@ -443,15 +566,15 @@ try {
     await step(`[${scheme}] a phone-sized screen keeps every control reachable`, async () => {
       await page.setViewportSize({ width: 390, height: 844 });
       await page.reload();
-      await page.getByRole('button', { name: 'Log out' }).waitFor();
-      const box = await page.getByRole('button', { name: 'Log out' }).boundingBox();
+      await page.getByRole('button', { name: 'Log out', exact: true }).waitFor();
+      const box = await page.getByRole('button', { name: 'Log out', exact: true }).boundingBox();
       assert(box && box.x + box.width <= 390, `log out is off screen: ${JSON.stringify(box)}`);
       await shot('phone');
       await page.setViewportSize({ width: 1280, height: 800 });
     });
 
     await step(`[${scheme}] logging out returns to the login page and ends the session`, async () => {
-      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.getByRole('button', { name: 'Log out', exact: true }).click();
       await page.getByRole('heading', { name: 'Sign in' }).waitFor();
       const res = await page.request.get(`${berth.url}/api/auth/me`);
       assert(res.status() === 401, `session still alive: ${res.status()}`);
@@ -477,6 +600,7 @@ try {
   }
   berth.child.kill('SIGTERM');
   npm.child.kill('SIGTERM');
+  idp?.child.kill('SIGTERM');
   rmSync(npm.hosts, { recursive: true, force: true });
   rmSync(berth.data, { recursive: true, force: true });
 }

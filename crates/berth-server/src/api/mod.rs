@@ -288,7 +288,7 @@ pub fn routes(state: AppState) -> (Router<AppState>, Vec<RouteInfo>) {
             PUBLIC,
             get(oidc::callback),
         )
-        .doc("The identity provider's redirect back: sets the session cookie, or returns to /?login_error=")
+        .doc("The identity provider's redirect back: sets the session cookie, or returns to / with the reason in the berth_login_error cookie")
         .add(M::GET, "/api/settings/oidc", ADMIN, get(oidc::get_settings))
         .doc("The identity provider settings (client secret shown as set or not)")
         .add(M::PUT, "/api/settings/oidc", ADMIN, put(oidc::put_settings))

@@ -3,7 +3,8 @@
 //! admin's `/api/settings/oidc`.
 //!
 //! The callback answers a browser navigation, so it never answers JSON: it redirects to the
-//! dashboard with a session cookie, or to `/?login_error=<why>` for the login page to show.
+//! dashboard with a session cookie, or to `/` with a short-lived `berth_login_error` cookie
+//! whose words the login page shows once.
 
 use crate::AppState;
 use crate::api::npm::MASK;
@@ -83,10 +84,19 @@ fn binding_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&s).expect("cookie is ASCII")
 }
 
-/// Back to the login page with a message it shows.
+/// The cookie that carries a refusal to the login page. A cookie and not the URL, so a link
+/// from elsewhere cannot make berth's login page show words of its author's choosing.
+pub const ERROR_COOKIE: &str = "berth_login_error";
+
+/// Back to the login page with a message it shows (and clears) once.
 fn to_login(why: &str) -> Response {
-    let q: String = openidconnect::url::form_urlencoded::byte_serialize(why.as_bytes()).collect();
-    redirect(&format!("/?login_error={q}"))
+    let v: String = openidconnect::url::form_urlencoded::byte_serialize(why.as_bytes()).collect();
+    let mut res = redirect("/");
+    let c = format!("{ERROR_COOKIE}={v}; Path=/; SameSite=Lax; Max-Age=60");
+    if let Ok(h) = HeaderValue::from_str(&c) {
+        res.headers_mut().append(header::SET_COOKIE, h);
+    }
+    res
 }
 
 /// A path inside berth to return to; anything else becomes `/`.

@@ -274,14 +274,16 @@ async fn me(t: &TestApp, session: &str) -> Value {
 }
 
 fn login_error(a: &Answer) -> String {
-    let loc = location(a);
-    let q = loc
-        .strip_prefix("/?login_error=")
-        .unwrap_or_else(|| panic!("not sent back to the login page: {loc}"));
+    assert_eq!(location(a), "/", "not sent back to the login page");
     assert!(
         session_cookie(a).is_none(),
         "a refused sign-in set a session"
     );
+    let q = set_cookies(&a.headers)
+        .into_iter()
+        .find(|(k, _)| k == "berth_login_error")
+        .map(|(_, v)| v)
+        .expect("the reason travels in a cookie");
     openidconnect::url::form_urlencoded::parse(format!("m={q}").as_bytes())
         .next()
         .unwrap()
