@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 
 mod deploys;
 mod hooks;
+mod sso;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -167,6 +168,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.get(1).map(String::as_str) == Some("hooks") {
         return hooks::run().await;
+    }
+    if args.get(1).map(String::as_str) == Some("sso") {
+        return sso::run().await;
     }
     let [_, berth, baseline] = args.as_slice() else {
         bail!("usage: berth-bench <berth binary> <baseline binary>");
