@@ -106,6 +106,23 @@ pub(crate) fn presented_secret(headers: &HeaderMap) -> Option<(String, Via)> {
     cookie_value(headers, SESSION_COOKIE).map(|v| (v, Via::Cookie))
 }
 
+/// A `Set-Cookie` value: `attrs` are its fixed attributes (`Path=/; HttpOnly; SameSite=…`);
+/// `Secure` is added when berth is reached over https. Values are berth's own ASCII (random
+/// secrets, URL-encoded text).
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    attrs: &str,
+    max_age: u64,
+    secure: bool,
+) -> axum::http::HeaderValue {
+    let s = format!(
+        "{name}={value}; {attrs}; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    );
+    axum::http::HeaderValue::from_str(&s).expect("cookie is ASCII")
+}
+
 /// A cookie's value, if the request carries it non-empty.
 pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers

@@ -50,6 +50,14 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// True for a row whose change leaves an enabled admin: it is not one, or another exists.
+/// Binds one parameter, the row's id.
+macro_rules! keeps_an_admin {
+    () => {
+        "role <> 'admin' OR disabled = 1 OR (SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ?) > 0"
+    };
+}
+
 macro_rules! cols {
     () => {
         "id, username, role, disabled, created_at"
@@ -150,10 +158,11 @@ impl Store {
     /// Changes a user's role. Refused if it would leave no enabled admin (checked in the
     /// same statement, so two admins demoting each other cannot both succeed).
     pub async fn set_user_role(&self, id: i64, role: Role) -> Result<User> {
-        let done = sqlx::query(
-            "UPDATE users SET role = ?, updated_at = ? WHERE id = ? AND (? = 'admin' OR role <> 'admin' OR disabled = 1
-               OR (SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ?) > 0)",
-        )
+        let done = sqlx::query(concat!(
+            "UPDATE users SET role = ?, updated_at = ? WHERE id = ? AND (? = 'admin' OR ",
+            keeps_an_admin!(),
+            ")"
+        ))
         .bind(role.as_str())
         .bind(now())
         .bind(id)
@@ -172,10 +181,11 @@ impl Store {
     /// enabled admin is refused.
     pub async fn set_user_disabled(&self, id: i64, disabled: bool) -> Result<User> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE users SET disabled = ?, updated_at = ? WHERE id = ? AND (? = 0 OR role <> 'admin' OR disabled = 1
-               OR (SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ?) > 0)",
-        )
+        let done = sqlx::query(concat!(
+            "UPDATE users SET disabled = ?, updated_at = ? WHERE id = ? AND (? = 0 OR ",
+            keeps_an_admin!(),
+            ")"
+        ))
         .bind(disabled)
         .bind(now())
         .bind(id)
@@ -202,10 +212,11 @@ impl Store {
     /// admin is refused.
     pub async fn delete_user(&self, id: i64) -> Result<User> {
         let user = self.user(id).await?;
-        let done = sqlx::query(
-            "DELETE FROM users WHERE id = ? AND (role <> 'admin' OR disabled = 1
-               OR (SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ?) > 0)",
-        )
+        let done = sqlx::query(concat!(
+            "DELETE FROM users WHERE id = ? AND (",
+            keeps_an_admin!(),
+            ")"
+        ))
         .bind(id)
         .bind(id)
         .execute(&self.pool)

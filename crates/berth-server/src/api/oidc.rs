@@ -9,7 +9,7 @@
 use crate::AppState;
 use crate::api::npm::MASK;
 use crate::api::session::{cookie, new_session, secure};
-use crate::auth::{ClientAddr, CurrentUser, cookie_value};
+use crate::auth::{ClientAddr, CurrentUser, cookie_value, set_cookie};
 use crate::error::{ApiError, ApiResult, Json};
 use crate::oidc::{Identity, ProviderCheck, Refusal};
 use axum::extract::{Query, State};
@@ -77,25 +77,28 @@ fn redirect(to: &str) -> Response {
 
 fn binding_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     // Lax, not Strict: the provider's redirect back is a cross-site navigation.
-    let s = format!(
-        "{BINDING_COOKIE}={value}; Path=/api/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-        if secure { "; Secure" } else { "" }
-    );
-    HeaderValue::from_str(&s).expect("cookie is ASCII")
+    set_cookie(
+        BINDING_COOKIE,
+        value,
+        "Path=/api/auth/oidc; HttpOnly; SameSite=Lax",
+        max_age,
+        secure,
+    )
 }
 
 /// The cookie that carries a refusal to the login page. A cookie and not the URL, so a link
 /// from elsewhere cannot make berth's login page show words of its author's choosing.
 pub const ERROR_COOKIE: &str = "berth_login_error";
 
-/// Back to the login page with a message it shows (and clears) once.
-fn to_login(why: &str) -> Response {
+/// Back to the login page with a message it shows (and clears) once. Not HttpOnly: the
+/// login page reads it.
+fn to_login(why: &str, secure: bool) -> Response {
     let v: String = openidconnect::url::form_urlencoded::byte_serialize(why.as_bytes()).collect();
     let mut res = redirect("/");
-    let c = format!("{ERROR_COOKIE}={v}; Path=/; SameSite=Lax; Max-Age=60");
-    if let Ok(h) = HeaderValue::from_str(&c) {
-        res.headers_mut().append(header::SET_COOKIE, h);
-    }
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(ERROR_COOKIE, &v, "Path=/; SameSite=Lax", 60, secure),
+    );
     res
 }
 
@@ -126,14 +129,19 @@ pub async fn login(
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Response {
-    let Ok(Some(view)) = st.store.oidc_settings().await else {
-        return to_login("single sign-on is not configured");
-    };
-    let secret = match st.store.oidc_client_secret().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the OIDC client secret");
-            return to_login("berth cannot read its identity provider settings");
+    let is_secure = secure(&st, &headers);
+    let (view, secret) = match (
+        st.store.oidc_settings().await,
+        st.store.oidc_client_secret().await,
+    ) {
+        (Ok(Some(view)), Ok(secret)) => (view, secret),
+        (Ok(None), _) => return to_login("single sign-on is not configured", is_secure),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot read the OIDC settings");
+            return to_login(
+                "berth cannot read its identity provider settings",
+                is_secure,
+            );
         }
     };
     match st
@@ -152,14 +160,14 @@ pub async fn login(
                 binding_cookie(
                     started.binding.expose(),
                     crate::oidc::PENDING_TTL.as_secs(),
-                    secure(&st, &headers),
+                    is_secure,
                 ),
             );
             res
         }
         Err(Refusal(why)) => {
             tracing::warn!(reason = %why, "single sign-on could not start");
-            to_login(&why)
+            to_login(&why, is_secure)
         }
     }
 }
@@ -196,7 +204,7 @@ pub async fn callback(
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot create a session after single sign-on");
-                    to_login("berth could not start your session; try again")
+                    to_login("berth could not start your session; try again", is_secure)
                 }
             }
         }
@@ -212,7 +220,7 @@ pub async fn callback(
                     Some(serde_json::json!({"via": "oidc", "reason": why.0})),
                 )
                 .await;
-            to_login(&why.0)
+            to_login(&why.0, is_secure)
         }
     };
     res.headers_mut()

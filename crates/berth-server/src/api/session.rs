@@ -122,12 +122,15 @@ pub(crate) fn secure(st: &AppState, headers: &HeaderMap) -> bool {
                 .is_some_and(|p| p.eq_ignore_ascii_case("https")))
 }
 
+/// The session cookie (empty with `max_age` 0 to clear it).
 pub(crate) fn cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
-    let s = format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
-        if secure { "; Secure" } else { "" }
-    );
-    HeaderValue::from_str(&s).expect("cookie is ASCII")
+    crate::auth::set_cookie(
+        SESSION_COOKIE,
+        value,
+        "Path=/; HttpOnly; SameSite=Strict",
+        max_age,
+        secure,
+    )
 }
 
 pub async fn login(
