@@ -199,7 +199,7 @@ impl<'a> Browser<'a> {
 
     /// berth's login redirect, then the provider until it sends the browser back to berth;
     /// returns the callback path (with its query).
-    async fn to_callback(&mut self, t: &TestApp, user: &str, next: &str) -> String {
+    async fn through_provider(&mut self, t: &TestApp, user: &str, next: &str) -> String {
         let a = t
             .get(&format!("/api/auth/oidc/login?next={next}"), None)
             .await;
@@ -293,7 +293,7 @@ fn login_error(a: &Answer) -> String {
 
 async fn sign_in(t: &TestApp, idp: &Idp, user: &str) -> Answer {
     let mut b = Browser::new(idp);
-    let path = b.to_callback(t, user, "/deploys").await;
+    let path = b.through_provider(t, user, "/deploys").await;
     b.callback(t, &path).await
 }
 
@@ -388,7 +388,7 @@ async fn tampered_or_foreign_sign_ins_are_refused_with_a_clear_message() {
     ];
     for (change, word) in cases {
         let mut b = Browser::new(&idp);
-        let path = b.to_callback(&t, "alice", "/").await;
+        let path = b.through_provider(&t, "alice", "/").await;
         idp.tamper(change.clone()).await;
         let why = login_error(&b.callback(&t, &path).await);
         assert!(why.contains(word), "{change}: {why}");
@@ -396,14 +396,14 @@ async fn tampered_or_foreign_sign_ins_are_refused_with_a_clear_message() {
 
     // A state berth never issued.
     let mut b = Browser::new(&idp);
-    let path = b.to_callback(&t, "alice", "/").await;
+    let path = b.through_provider(&t, "alice", "/").await;
     let tampered = path.replace("state=", "state=x");
     let why = login_error(&b.callback(&t, &tampered).await);
     assert!(why.contains("state does not match"), "{why}");
 
     // The right state from another browser (no binding cookie).
     let mut b = Browser::new(&idp);
-    let path = b.to_callback(&t, "alice", "/").await;
+    let path = b.through_provider(&t, "alice", "/").await;
     let mut other = Browser::new(&idp);
     other.berth_binding = Some("bo_someone-else".into());
     let why = login_error(&other.callback(&t, &path).await);
@@ -411,7 +411,7 @@ async fn tampered_or_foreign_sign_ins_are_refused_with_a_clear_message() {
 
     // A callback used once cannot be replayed.
     let mut b = Browser::new(&idp);
-    let path = b.to_callback(&t, "carol", "/").await;
+    let path = b.through_provider(&t, "carol", "/").await;
     assert!(session_cookie(&b.callback(&t, &path).await).is_some());
     let why = login_error(&b.callback(&t, &path).await);
     assert!(why.contains("already used"), "{why}");
