@@ -7,11 +7,8 @@
 use anyhow::{Context, bail};
 use berth_config::seed::Seed;
 use berth_crypto::{Keyring, SecretString};
-use berth_deployer::{Deployer, Options};
-use berth_server::{App, ServerSettings};
 use berth_store::Store;
 use futures::StreamExt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROJECTS: usize = 10;
@@ -47,28 +44,7 @@ pub async fn run() -> anyhow::Result<()> {
         .set_hook_secret("generic", &SecretString::new(secret))
         .await?;
     // No engine: the deploys this queues fail at their pull; what is measured ends earlier.
-    let engine = berth_docker::DockerEngine::new(Some(format!(
-        "unix://{}/no-engine.sock",
-        dir.path().display()
-    )));
-    let proxy: Arc<dyn berth_domain::ports::ProxyConnector> = Arc::new(berth_npm::NpmConnector);
-    let deployer = Deployer::new(
-        store.clone(),
-        engine.clone(),
-        proxy.clone(),
-        Options::default(),
-    );
-    let app = Arc::new(App::new(
-        store.clone(),
-        engine,
-        proxy,
-        deployer,
-        ServerSettings::default(),
-    ));
-    let (router, _) = berth_server::router(app);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", l.local_addr()?);
-    tokio::spawn(berth_server::serve(l, router, std::future::pending()));
+    let base = crate::serve_in_process(store.clone(), dir.path()).await?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;

@@ -109,6 +109,36 @@ async fn start(
     }
 }
 
+/// berth's router on 127.0.0.1 over `store`, with no engine (deploys it queues fail at
+/// their pull); returns its base URL.
+pub(crate) async fn serve_in_process(
+    store: berth_store::Store,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let engine =
+        berth_docker::DockerEngine::new(Some(format!("unix://{}/no-engine.sock", dir.display())));
+    let proxy: std::sync::Arc<dyn berth_domain::ports::ProxyConnector> =
+        std::sync::Arc::new(berth_npm::NpmConnector);
+    let deployer = berth_deployer::Deployer::new(
+        store.clone(),
+        engine.clone(),
+        proxy.clone(),
+        berth_deployer::Options::default(),
+    );
+    let app = std::sync::Arc::new(berth_server::App::new(
+        store,
+        engine,
+        proxy,
+        deployer,
+        berth_server::ServerSettings::default(),
+    ));
+    let (router, _) = berth_server::router(app);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", l.local_addr()?);
+    tokio::spawn(berth_server::serve(l, router, std::future::pending()));
+    Ok(base)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]

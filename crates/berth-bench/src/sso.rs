@@ -8,14 +8,11 @@
 
 use anyhow::{Context, bail};
 use berth_crypto::{Keyring, SecretString};
-use berth_deployer::{Deployer, Options};
 use berth_domain::{Role, Username};
-use berth_server::{App, ServerSettings};
 use berth_store::Store;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const N: usize = 100;
@@ -80,28 +77,7 @@ pub async fn run() -> anyhow::Result<()> {
             None,
         )
         .await?;
-    let engine = berth_docker::DockerEngine::new(Some(format!(
-        "unix://{}/no-engine.sock",
-        dir.path().display()
-    )));
-    let proxy: Arc<dyn berth_domain::ports::ProxyConnector> = Arc::new(berth_npm::NpmConnector);
-    let deployer = Deployer::new(
-        store.clone(),
-        engine.clone(),
-        proxy.clone(),
-        Options::default(),
-    );
-    let app = Arc::new(App::new(
-        store,
-        engine,
-        proxy,
-        deployer,
-        ServerSettings::default(),
-    ));
-    let (router, _) = berth_server::router(app);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", l.local_addr()?);
-    tokio::spawn(berth_server::serve(l, router, std::future::pending()));
+    let base = crate::serve_in_process(store, dir.path()).await?;
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/tests/oidc/idp.mjs");
     let mut child = Command::new("node")

@@ -94,6 +94,35 @@ pub async fn webhook(
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
+/// A stage's id, or a 404 naming the project and stage.
+async fn stage_id(st: &AppState, project: &str, stage: &str) -> ApiResult<i64> {
+    st.store
+        .stage_ids(project, stage)
+        .await?
+        .map(|(_, sid)| sid)
+        .ok_or_else(|| ApiError::NotFound(format!("project {project} has no stage {stage}")))
+}
+
+/// Audits a webhook delivery berth refused, with the reason.
+async fn rejected(
+    st: &AppState,
+    actor: &str,
+    image: &ImageRef,
+    addr: &str,
+    reason: &str,
+) -> ApiResult<()> {
+    st.store
+        .audit(
+            actor,
+            "webhook.rejected",
+            Some(&image.to_string()),
+            Some(addr),
+            Some(serde_json::json!({ "reason": reason })),
+        )
+        .await?;
+    Ok(())
+}
+
 /// A stage webhook: the image must be the stage's project's, and only that stage deploys.
 async fn dispatch_to_stage(
     st: &AppState,
@@ -109,15 +138,7 @@ async fn dispatch_to_stage(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no project named {project}")))?;
     if p.image.name() != image.name() {
-        st.store
-            .audit(
-                actor,
-                "webhook.rejected",
-                Some(&image.to_string()),
-                Some(addr),
-                Some(serde_json::json!({"reason": "image of another project"})),
-            )
-            .await?;
+        rejected(st, actor, image, addr, "image of another project").await?;
         return Err(ApiError::Forbidden(format!(
             "this webhook deploys only {project}/{stage}, whose image is {}; it cannot deploy {}",
             p.image.name(),
@@ -191,29 +212,13 @@ pub async fn dispatch(
                     p
                 }
                 Err(e) => {
-                    st.store
-                        .audit(
-                            actor,
-                            "webhook.rejected",
-                            Some(&image.to_string()),
-                            Some(addr),
-                            Some(serde_json::json!({"reason": e.to_string()})),
-                        )
-                        .await?;
+                    rejected(st, actor, image, addr, &e.to_string()).await?;
                     return Err(e.into());
                 }
             }
         }
         None => {
-            st.store
-                .audit(
-                    actor,
-                    "webhook.rejected",
-                    Some(&image.to_string()),
-                    Some(addr),
-                    Some(serde_json::json!({"reason": "no project for this image"})),
-                )
-                .await?;
+            rejected(st, actor, image, addr, "no project for this image").await?;
             return Err(ApiError::NotFound(format!(
                 "no project deploys {}; add one (or allow-list it) first",
                 image.name()
@@ -353,11 +358,7 @@ pub async fn stage_webhook_create(
     ClientAddr(addr): ClientAddr,
     Path((project, stage)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<StageWebhook>)> {
-    let (_, sid) = st
-        .store
-        .stage_ids(&project, &stage)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no stage {project}/{stage}")))?;
+    let sid = stage_id(&st, &project, &stage).await?;
     let secret = berth_auth::SessionSecret::generate("wh_");
     st.store
         .set_stage_webhook(sid, &secret.hash, &me.user.username)
@@ -385,11 +386,7 @@ pub async fn stage_webhook_delete(
     ClientAddr(addr): ClientAddr,
     Path((project, stage)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (_, sid) = st
-        .store
-        .stage_ids(&project, &stage)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no stage {project}/{stage}")))?;
+    let sid = stage_id(&st, &project, &stage).await?;
     if !st.store.delete_stage_webhook(sid).await? {
         return Err(ApiError::NotFound(format!(
             "{project}/{stage} has no webhook of its own"
@@ -517,11 +514,7 @@ pub async fn instances(
     State(st): State<AppState>,
     Path((project, stage)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<InstanceRecord>>> {
-    let (_, sid) = st
-        .store
-        .stage_ids(&project, &stage)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("project {project} has no stage {stage}")))?;
+    let sid = stage_id(&st, &project, &stage).await?;
     Ok(Json(st.store.stage_instances(sid).await?))
 }
 
@@ -541,11 +534,7 @@ pub async fn rollback(
     Path((project, stage)): Path<(String, String)>,
     Json(body): Json<RollbackBody>,
 ) -> ApiResult<(StatusCode, Json<DeployId>)> {
-    let (_, sid) = st
-        .store
-        .stage_ids(&project, &stage)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("project {project} has no stage {stage}")))?;
+    let sid = stage_id(&st, &project, &stage).await?;
     let kept: Vec<InstanceRecord> = st
         .store
         .stage_instances(sid)
